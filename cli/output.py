@@ -1,0 +1,66 @@
+"""Everything the CLI prints. Secrets go through `show_secret_once` and nowhere else."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    # Plain print, no Rich markup: scripts parse this.
+    _out.file.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    _out.file.flush()
+
+
+def print_error(message: str) -> None:
+    _err.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False)
+
+
+def print_info(message: str) -> None:
+    _out.print(message, markup=False)
+
+
+def print_success(message: str) -> None:
+    _out.print(f"[green]✓[/] {message}")
+
+
+def show_secret_once(title: str, secret: str) -> None:
+    # The secret sits alone on its line so that it can be copied whole.
+    _out.print(f"[bold]{title}[/] (shown only this once; it cannot be recovered):")
+    _out.print(secret, markup=False, highlight=False, soft_wrap=True)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row))
+    _out.print(table)
+
+
+def print_fields(title: str, fields: dict[str, Any]) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in fields.items():
+        if isinstance(value, list | tuple):
+            value = ", ".join(str(v) for v in value) or "-"
+        table.add_row(key, "-" if value is None else str(value))
+    _out.print(table)

@@ -1,0 +1,180 @@
+"""Registering and managing apps (the tenants of the gateway)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.core import validation
+from gateway.core.errors import Conflict, NotFound
+from gateway.core.ids import new_app_id
+from gateway.security.keyring import Keyring
+from gateway.services import provider_keys, tokens
+from gateway.services.views import AppInfo, IssuedToken
+from gateway.storage import apps as app_rows
+from gateway.storage import provider_keys as key_rows
+from gateway.storage.database import Database
+from gateway.storage.tables import App, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class AppChanges:
+    """Options of `apps add` / `apps update`; None means 'leave as it is' (or the default)."""
+
+    origins: tuple[str, ...] | None = None
+    model: str | None = None
+    allowed_models: tuple[str, ...] | None = None
+    base_url: str | None = None
+    system_prompt: str | None = None
+    max_output_tokens: int | None = None
+    log_content: str | None = None
+
+    def validated(self) -> AppChanges:
+        validation.positive(self.max_output_tokens, "--max-output-tokens")
+        return AppChanges(
+            origins=None
+            if self.origins is None
+            else tuple(dict.fromkeys(validation.origin(o) for o in self.origins)),
+            model=None if self.model is None else validation.model_name(self.model),
+            allowed_models=None
+            if self.allowed_models is None
+            else tuple(dict.fromkeys(validation.model_name(m) for m in self.allowed_models)),
+            base_url=None if self.base_url is None else validation.base_url(self.base_url),
+            system_prompt=self.system_prompt,
+            max_output_tokens=self.max_output_tokens,
+            log_content=None
+            if self.log_content is None
+            else validation.log_content(self.log_content),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AppDefaults:
+    model: str
+    base_url: str
+    max_output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredApp:
+    app: AppInfo
+    token: IssuedToken
+
+
+async def _get(session: AsyncSession, name: str) -> App:
+    app = await app_rows.find_app_by_name(session, name)
+    if app is None:
+        raise NotFound(f"No app named {name!r}. See `orchestra apps list`.")
+    return app
+
+
+async def _info(session: AsyncSession, app: App) -> AppInfo:
+    has_key = await key_rows.get_encrypted_key(session, app.id) is not None
+    return AppInfo.of(app, has_provider_key=has_key)
+
+
+def _apply(app: App, changes: AppChanges) -> None:
+    if changes.origins is not None:
+        app.origins = list(changes.origins)
+    if changes.model is not None:
+        app.model = changes.model
+    if changes.allowed_models is not None:
+        app.allowed_models = list(changes.allowed_models)
+    if changes.base_url is not None:
+        app.base_url = changes.base_url
+    if changes.system_prompt is not None:
+        app.system_prompt = changes.system_prompt or None  # "" clears it
+    if changes.max_output_tokens is not None:
+        app.max_output_tokens = changes.max_output_tokens
+    if changes.log_content is not None:
+        app.log_content = changes.log_content
+    # The default model is always allowed.
+    if app.model not in app.allowed_models:
+        app.allowed_models = [app.model, *app.allowed_models]
+
+
+async def register_app(
+    db: Database,
+    keyring: Keyring | None,
+    *,
+    name: str,
+    changes: AppChanges,
+    defaults: AppDefaults,
+    provider_key: str | None = None,
+) -> RegisteredApp:
+    """Create the app, its first client token and (optionally) its provider key, all or nothing."""
+    validation.app_name(name)
+    changes = changes.validated()
+    if provider_key is not None:
+        provider_key = provider_keys.checked_key(provider_key)
+        if keyring is None:
+            raise ValueError("a keyring is needed to store a provider key")
+    now = utcnow()
+    app = App(
+        id=new_app_id(),
+        name=name,
+        origins=[],
+        model=defaults.model,
+        allowed_models=[],
+        base_url=defaults.base_url,
+        max_output_tokens=defaults.max_output_tokens,
+        created_at=now,
+        updated_at=now,
+    )
+    _apply(app, changes)
+    try:
+        async with db.session() as session:
+            if await app_rows.find_app_by_name(session, name) is not None:
+                raise Conflict(f"An app named {name!r} already exists.")
+            await app_rows.insert_app(session, app)
+            issued = await tokens.insert_new_token(session, app_id=app.id, label="initial")
+            if provider_key is not None and keyring is not None:
+                await provider_keys.store_key(session, keyring, app_id=app.id, key=provider_key)
+            info = await _info(session, app)
+    except IntegrityError:
+        raise Conflict(f"An app named {name!r} already exists.") from None
+    return RegisteredApp(app=info, token=issued)
+
+
+async def update_app(db: Database, name: str, changes: AppChanges) -> AppInfo:
+    changes = changes.validated()
+    async with db.session() as session:
+        app = await _get(session, name)
+        _apply(app, changes)
+        app.updated_at = utcnow()
+        session.add(app)
+        await session.flush()
+        return await _info(session, app)
+
+
+async def set_disabled(db: Database, name: str, *, disabled: bool) -> AppInfo:
+    async with db.session() as session:
+        app = await _get(session, name)
+        app.disabled = disabled
+        app.updated_at = utcnow()
+        session.add(app)
+        await session.flush()
+        return await _info(session, app)
+
+
+async def remove_app(db: Database, name: str) -> None:
+    """Delete the app and, by cascade, its tokens, key and quota (its logs are kept)."""
+    async with db.session() as session:
+        app = await _get(session, name)
+        await app_rows.delete_app(session, app)
+
+
+async def get_app(db: Database, name: str) -> AppInfo:
+    async with db.session() as session:
+        return await _info(session, await _get(session, name))
+
+
+async def list_apps(db: Database) -> list[AppInfo]:
+    async with db.session() as session:
+        return [await _info(session, app) for app in await app_rows.list_apps(session)]
+
+
+async def app_id_of(session: AsyncSession, name: str) -> str:
+    return (await _get(session, name)).id

@@ -1,0 +1,76 @@
+"""Provider (OpenAI) keys: stored encrypted, decrypted only for the call that needs one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.core.errors import ConfigurationError, InvalidRequest, NotFound
+from gateway.security.keyring import Keyring
+from gateway.storage import apps as app_rows
+from gateway.storage import provider_keys as key_rows
+from gateway.storage.database import Database
+from gateway.storage.tables import ProviderKey, utcnow
+
+
+def checked_key(key: str) -> str:
+    key = key.strip()
+    if not key:
+        raise InvalidRequest("The provider key is empty.")
+    if any(c.isspace() for c in key) or len(key) > 512:
+        raise InvalidRequest("The provider key is malformed (whitespace inside or too long).")
+    return key
+
+
+def _hint(key: str) -> str:
+    # Enough to tell two keys apart in a listing, far too little to use: "sk-…a1b2".
+    return (key[:3] + "…" + key[-4:]) if len(key) >= 12 else "…"
+
+
+async def store_key(session: AsyncSession, keyring: Keyring, *, app_id: str, key: str) -> None:
+    row = ProviderKey(
+        app_id=app_id,
+        ciphertext=keyring.encrypt(key, app_id=app_id),
+        hint=_hint(key),
+        updated_at=utcnow(),
+    )
+    await key_rows.upsert_encrypted_key(session, row)
+
+
+async def set_provider_key(db: Database, keyring: Keyring, *, app_name: str, key: str) -> None:
+    key = checked_key(key)
+    async with db.session() as session:
+        app = await app_rows.find_app_by_name(session, app_name)
+        if app is None:
+            raise NotFound(f"No app named {app_name!r}. See `orchestra apps list`.")
+        await store_key(session, keyring, app_id=app.id, key=key)
+
+
+async def provider_key_for(db: Database, keyring: Keyring, *, app_id: str) -> str:
+    async with db.session() as session:
+        row = await key_rows.get_encrypted_key(session, app_id)
+    if row is None:
+        raise ConfigurationError(
+            "This app has no provider key; the operator must run `orchestra keys set APP`."
+        )
+    return keyring.decrypt(row.ciphertext, app_id=app_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RotationReport:
+    reencrypted: int
+
+
+async def reencrypt_all(db: Database, keyring: Keyring) -> RotationReport:
+    """Re-encrypt every stored key under the keyring's first key, in one transaction."""
+    async with db.session() as session:
+        rows = await key_rows.all_encrypted_keys(session)
+        for row in rows:
+            # Decrypt first: checks the app binding before anything is rewritten.
+            keyring.decrypt(row.ciphertext, app_id=row.app_id)
+            row.ciphertext = keyring.rotate(row.ciphertext)
+            row.updated_at = utcnow()
+            session.add(row)
+        await session.flush()
+    return RotationReport(reencrypted=len(rows))

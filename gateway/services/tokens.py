@@ -1,0 +1,118 @@
+"""Client tokens: issue (the secret is returned once), list, revoke, authenticate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.core.errors import AppDisabled, NotFound, Unauthenticated
+from gateway.core.ids import new_token_id
+from gateway.security import tokens as token_secrets
+from gateway.services.views import IssuedToken, TokenInfo
+from gateway.storage import apps as app_rows
+from gateway.storage import tokens as token_rows
+from gateway.storage.database import Database
+from gateway.storage.tables import App, ClientToken, utcnow
+
+#: Unknown, revoked and expired tokens all get this one message, so they look the same.
+INVALID_TOKEN_MESSAGE = "The client token is missing, unknown, revoked or expired."  # noqa: S105
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    """Who is calling: the authenticated app and the settings the gateway needs for it."""
+
+    app_id: str
+    app_name: str
+    token_id: str
+    origins: tuple[str, ...]
+    model: str
+    allowed_models: tuple[str, ...]
+    base_url: str
+    system_prompt: str | None
+    max_output_tokens: int
+    log_content: str
+
+
+async def insert_new_token(
+    session: AsyncSession, *, app_id: str, label: str | None, expires_in: timedelta | None = None
+) -> IssuedToken:
+    new = token_secrets.generate()
+    now = utcnow()
+    row = ClientToken(
+        id=new_token_id(),
+        app_id=app_id,
+        digest=new.digest,
+        hint=new.hint,
+        label=label,
+        created_at=now,
+        expires_at=None if expires_in is None else now + expires_in,
+    )
+    await token_rows.insert_token(session, row)
+    return IssuedToken(info=TokenInfo.of(row), secret=new.secret)
+
+
+async def issue_token(
+    db: Database, *, app_name: str, label: str | None, expires_in: timedelta | None
+) -> IssuedToken:
+    async with db.session() as session:
+        app = await app_rows.find_app_by_name(session, app_name)
+        if app is None:
+            raise NotFound(f"No app named {app_name!r}. See `orchestra apps list`.")
+        return await insert_new_token(session, app_id=app.id, label=label, expires_in=expires_in)
+
+
+async def list_tokens(db: Database, *, app_name: str) -> list[TokenInfo]:
+    async with db.session() as session:
+        app = await app_rows.find_app_by_name(session, app_name)
+        if app is None:
+            raise NotFound(f"No app named {app_name!r}. See `orchestra apps list`.")
+        return [TokenInfo.of(row) for row in await token_rows.list_tokens(session, app.id)]
+
+
+async def revoke_token(db: Database, token_id: str) -> TokenInfo:
+    async with db.session() as session:
+        row = await token_rows.find_token(session, token_id)
+        if row is None:
+            raise NotFound(f"No token with id {token_id!r}. See `orchestra tokens list APP`.")
+        if row.revoked_at is None:
+            await token_rows.mark_revoked(session, row, utcnow())
+        return TokenInfo.of(row)
+
+
+def _context(token: ClientToken, app: App) -> AppContext:
+    return AppContext(
+        app_id=app.id,
+        app_name=app.name,
+        token_id=token.id,
+        origins=tuple(app.origins),
+        model=app.model,
+        allowed_models=tuple(app.allowed_models),
+        base_url=app.base_url,
+        system_prompt=app.system_prompt,
+        max_output_tokens=app.max_output_tokens,
+        log_content=app.log_content,
+    )
+
+
+async def authenticate(db: Database, presented: str, *, now: datetime | None = None) -> AppContext:
+    """The app behind a presented token, or ``Unauthenticated`` / ``AppDisabled``."""
+    if not token_secrets.looks_like_token(presented):
+        raise Unauthenticated(INVALID_TOKEN_MESSAGE)
+    async with db.session() as session:
+        found = await token_rows.find_token_with_app(session, token_secrets.digest(presented))
+    if found is None:
+        raise Unauthenticated(INVALID_TOKEN_MESSAGE)
+    token, app = found
+    now = now or utcnow()
+    if (
+        not token_secrets.matches(presented, token.digest)
+        or token.revoked_at is not None
+        or (token.expires_at is not None and token.expires_at <= now)
+    ):
+        raise Unauthenticated(INVALID_TOKEN_MESSAGE)
+    if app.disabled:
+        raise AppDisabled(f"The app {app.name!r} is disabled.")
+    return _context(token, app)

@@ -1,0 +1,129 @@
+"""Orchestra's one typed configuration, and the only module that reads the environment.
+
+Sources, highest priority first: keyword arguments (tests, the CLI's options), environment
+variables prefixed ``ORCHESTRA_``, the TOML file named by ``ORCHESTRA_CONFIG`` (see
+``config/orchestra.example.toml``), then the defaults below. Unknown keys in the TOML file are
+an error, so a misspelt setting fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gateway.core.errors import ConfigurationError
+
+CONFIG_ENV = "ORCHESTRA_CONFIG"
+DATABASE_FILE = "orchestra.db"
+MASTER_KEY_FILE = "master.key"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHESTRA_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    # Where orchestra.db and master.key live when nothing else is configured.
+    home: Path = Path(".orchestra")
+    # SQLAlchemy async URL; default: SQLite in `home`. PostgreSQL: postgresql+asyncpg://...
+    database_url: str | None = None
+    # PostgreSQL only: the schema (search_path) holding Orchestra's tables; default: public.
+    database_schema: str | None = None
+    # One or more Fernet keys, comma separated: the first encrypts, all decrypt.
+    # When unset, $ORCHESTRA_HOME/master.key is used (created by `orchestra init`).
+    master_key: SecretStr | None = None
+    # Shared state between replicas (quotas, live logs); optional.
+    redis_url: str | None = None
+    # Bearer token of the operator on admin routes (all apps' logs); optional.
+    admin_token: SecretStr | None = None
+
+    # Upstream defaults for new apps.
+    default_base_url: str = "https://api.openai.com/v1"
+    default_model: str = "gpt-4o-mini"
+    default_max_output_tokens: int = Field(default=1024, gt=0)
+
+    # Upstream timeouts, in seconds.
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    first_token_timeout_s: float = Field(default=60.0, gt=0)
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+
+    # Request limits.
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_prompt_chars: int = Field(default=200_000, gt=0)
+    max_messages: int = Field(default=256, gt=0)
+    max_metadata_bytes: int = Field(default=4096, gt=0)
+
+    # Streaming: a `: ping` comment while the upstream is silent.
+    ping_interval_s: float = Field(default=15.0, gt=0)
+    # How long an authenticated token is trusted before it is looked up again.
+    auth_cache_ttl_s: float = Field(default=1.0, ge=0)
+    # Interaction records are written in batches, off the request path.
+    log_batch_size: int = Field(default=200, gt=0)
+    log_flush_interval_s: float = Field(default=0.2, gt=0)
+
+    # Logging.
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["human", "json"] = "human"
+
+    # Built Angular demo to serve at `/` (optional).
+    ui_dir: Path | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.home / DATABASE_FILE).resolve()}"
+
+    @property
+    def master_key_file(self) -> Path:
+        return self.home / MASTER_KEY_FILE
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 (explicit sources only)
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once, at an entry point; pass the object down from there.
+
+    Keyword arguments set to None are ignored, so CLI options can be passed straight through.
+    """
+    config_file = os.environ.get(CONFIG_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise ConfigurationError(f"{CONFIG_ENV} names {config_file!r}, which is not a file.")
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"Invalid configuration: {problems}.") from None
+    except ValueError as exc:  # e.g. a TOML syntax error
+        raise ConfigurationError(f"Invalid configuration file: {exc}.") from None
+
+
+def export_to_environment(values: dict[str, str]) -> None:
+    """Hand settings to server worker processes, which build their own from the environment."""
+    for key, value in values.items():
+        os.environ[f"ORCHESTRA_{key.upper()}"] = value

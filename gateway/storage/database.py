@@ -1,0 +1,155 @@
+"""The database handle: one async engine, short units of work, migrations, readiness."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.core.errors import NotInitialised, StorageUnavailable
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_NOT_INITIALISED = (
+    "The database is not initialised. Run `orchestra init` (or `orchestra db upgrade`)."
+)
+
+
+def _alembic_config(connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: sa.Connection) -> None:
+    command.upgrade(_alembic_config(connection), "head")
+
+
+def _current_and_head(connection: sa.Connection) -> tuple[str | None, str | None]:
+    current = MigrationContext.configure(connection).get_current_revision()
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return current, head
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (the gateway) and a writer (the CLI) work at once; FKs are off by default.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine, *, sqlite_path: Path | None = None) -> None:
+        self.engine = engine
+        self._sqlite_path = sqlite_path
+
+    @classmethod
+    def open(cls, url: str, *, schema: str | None = None, pool_size: int = 10) -> Database:
+        """Open (lazily) the database at ``url``; ``schema`` is a PostgreSQL search_path."""
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1].split("?", 1)[0]
+            engine = create_async_engine(url, connect_args={"timeout": 30})
+            sa.event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+            return cls(engine, sqlite_path=Path(path) if path and path != ":memory:" else None)
+        else:
+            connect_args: dict[str, Any] = {}
+            if schema:
+                connect_args["server_settings"] = {"search_path": schema}
+            engine = create_async_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                connect_args=connect_args,
+            )
+        return cls(engine)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """One short unit of work: committed on success, rolled back on error."""
+        try:
+            async with AsyncSession(self.engine, expire_on_commit=False) as session:
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+        except (OperationalError, DBAPIError, OSError) as exc:
+            if _is_connection_error(exc):
+                raise StorageUnavailable("The database is unavailable.") from None
+            raise
+
+    async def upgrade(self) -> None:
+        """Apply every pending migration (idempotent)."""
+        if self._sqlite_path is not None:
+            self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        async with self.engine.begin() as connection:
+            await connection.run_sync(_upgrade)
+
+    async def ensure_current(self) -> None:
+        """Refuse to work on a database that was never initialised or is behind."""
+        if self._sqlite_path is not None and not self._sqlite_path.exists():
+            # Checked first so that the check itself does not create an empty database file.
+            raise NotInitialised(_NOT_INITIALISED)
+        try:
+            async with self.engine.connect() as connection:
+                current, head = await connection.run_sync(_current_and_head)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            if _is_connection_error(exc):
+                raise StorageUnavailable("The database is unavailable.") from None
+            raise
+        if current is None:
+            raise NotInitialised(_NOT_INITIALISED)
+        if current != head:
+            raise NotInitialised(
+                f"The database schema is at {current}, this version needs {head}. "
+                "Run `orchestra db upgrade`."
+            )
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(sa.text("SELECT 1"))
+        except (OperationalError, DBAPIError, OSError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    text = str(exc).lower()
+    return any(
+        marker in text
+        for marker in (
+            "connection refused",
+            "could not connect",
+            "unable to open database",
+            "connect call failed",
+            "connection was closed",
+            "server closed",
+        )
+    )

@@ -1,0 +1,114 @@
+"""SQLModel tables (``table=True``) and nothing else. Alembic migrations own the schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Column, Field, SQLModel
+
+from gateway.core.clock import utcnow
+
+__all__ = ["App", "ClientToken", "ProviderKey", "Quota", "RequestLog", "utcnow"]
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite drops the zone; this puts it back)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, _dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, _dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _time_column(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class App(SQLModel, table=True):
+    __tablename__ = "apps"
+
+    id: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=63, sa_column_kwargs={"unique": True})
+    origins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    model: str = Field(max_length=200)
+    allowed_models: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    base_url: str = Field(max_length=2000)
+    system_prompt: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    max_output_tokens: int
+    log_content: str = Field(default="metadata", max_length=16)
+    disabled: bool = False
+    created_at: datetime = _time_column()
+    updated_at: datetime = _time_column()
+
+
+class ClientToken(SQLModel, table=True):
+    __tablename__ = "client_tokens"
+
+    id: str = Field(primary_key=True, max_length=40)
+    app_id: str = Field(foreign_key="apps.id", index=True, ondelete="CASCADE", max_length=40)
+    digest: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    hint: str = Field(max_length=16)
+    label: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _time_column()
+    expires_at: datetime | None = _time_column(nullable=True)
+    revoked_at: datetime | None = _time_column(nullable=True)
+
+
+class ProviderKey(SQLModel, table=True):
+    __tablename__ = "provider_keys"
+
+    app_id: str = Field(primary_key=True, foreign_key="apps.id", ondelete="CASCADE", max_length=40)
+    ciphertext: str = Field(sa_column=Column(sa.Text, nullable=False))
+    hint: str = Field(max_length=16)
+    updated_at: datetime = _time_column()
+
+
+class Quota(SQLModel, table=True):
+    __tablename__ = "quotas"
+
+    app_id: str = Field(primary_key=True, foreign_key="apps.id", ondelete="CASCADE", max_length=40)
+    rpm: int | None = None
+    tpm: int | None = None
+    tokens_per_day: int | None = None
+    max_concurrent: int | None = None
+    budget_usd_month: float | None = None
+    updated_at: datetime = _time_column()
+
+
+class RequestLog(SQLModel, table=True):
+    __tablename__ = "request_logs"
+    # One app's records, newest first, by cursor (as in migration 0001).
+    __table_args__ = (sa.Index("ix_request_logs_app_id_id", "app_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    time: datetime = _time_column(index=True)
+    app_id: str | None = Field(default=None, max_length=40)
+    app_name: str | None = Field(default=None, max_length=63)
+    request_id: str = Field(max_length=40, index=True)
+    route: str = Field(max_length=100)
+    model: str | None = Field(default=None, max_length=200)
+    outcome: str = Field(max_length=40, index=True)
+    http_status: int
+    error_code: str | None = Field(default=None, max_length=60)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float | None = None
+    duration_ms: float = 0.0
+    origin: str | None = Field(default=None, max_length=2000)
+    prompt_text: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    answer_text: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    request_metadata: dict[str, Any] | None = Field(
+        default=None, sa_column=Column("metadata", JSON, nullable=True)
+    )

@@ -1,0 +1,92 @@
+"""Shared fixtures: a clean environment, and a real database on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway.storage.database import Database
+
+POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's ORCHESTRA_* settings."""
+    for name in list(os.environ):
+        if name.startswith("ORCHESTRA_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An ORCHESTRA_HOME in a temporary directory, set in the environment."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("ORCHESTRA_HOME", str(path))
+    return path
+
+
+class PostgresSchema:
+    """A throw-away schema in the `test` database, so tests never see each other's rows."""
+
+    def __init__(self) -> None:
+        self.name = "t_" + secrets.token_hex(6)
+
+    async def create(self) -> None:
+        connection = await asyncpg.connect(_POSTGRES_DSN)
+        try:
+            await connection.execute(f'CREATE SCHEMA "{self.name}"')
+        finally:
+            await connection.close()
+
+    async def drop(self) -> None:
+        connection = await asyncpg.connect(_POSTGRES_DSN)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE')
+        finally:
+            await connection.close()
+
+
+@pytest.fixture
+async def postgres_schema() -> AsyncIterator[PostgresSchema]:
+    schema = PostgresSchema()
+    await schema.create()
+    try:
+        yield schema
+    finally:
+        await schema.drop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty database on each backend."""
+    schema: PostgresSchema | None = None
+    if request.param == "sqlite":
+        db = Database.open(f"sqlite+aiosqlite:///{tmp_path / 'orchestra.db'}")
+    else:
+        schema = PostgresSchema()
+        await schema.create()
+        db = Database.open(POSTGRES_URL, schema=schema.name)
+    try:
+        await db.upgrade()
+        yield db
+    finally:
+        await db.close()
+        if schema is not None:
+            await schema.drop()
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "orchestra.db"
