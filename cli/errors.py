@@ -21,6 +21,7 @@ EXIT_CODES: dict[type[errors.GatewayError], int] = {
     errors.Forbidden: 7,
     errors.UpstreamError: 8,
     errors.QuotaExceeded: 9,
+    errors.QuotaUnavailable: 9,
 }
 
 

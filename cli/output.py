@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 _out = Console(highlight=False, soft_wrap=True)
@@ -21,7 +22,8 @@ def print_json(data: Any) -> None:
 
 
 def print_error(message: str) -> None:
-    _err.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False)
+    # Messages quote what the operator typed: escaped, so "[...]" is shown, not read as markup.
+    _err.print(f"[bold red]Error:[/] {escape(message)}", markup=True, highlight=False)
 
 
 def print_info(message: str) -> None:
@@ -29,12 +31,12 @@ def print_info(message: str) -> None:
 
 
 def print_success(message: str) -> None:
-    _out.print(f"[green]✓[/] {message}")
+    _out.print(f"[green]✓[/] {escape(message)}")
 
 
 def show_secret_once(title: str, secret: str) -> None:
     # The secret sits alone on its line so that it can be copied whole.
-    _out.print(f"[bold]{title}[/] (shown only this once; it cannot be recovered):")
+    _out.print(f"[bold]{escape(title)}[/] (shown only this once; it cannot be recovered):")
     _out.print(secret, markup=False, highlight=False, soft_wrap=True)
 
 

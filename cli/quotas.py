@@ -40,6 +40,14 @@ def set_(
     budget_usd_month: Annotated[
         float | None, typer.Option("--budget-usd-month", help="Cost budget per calendar month.")
     ] = None,
+    soft_cap: Annotated[
+        bool | None,
+        typer.Option(
+            "--soft-cap/--hard-cap",
+            help="Soft: a streaming answer may finish past the remaining tokens or budget. "
+            "Hard (the default): it is stopped with a quota_exceeded error event.",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Set APP's limits (0 removes a limit; options not given keep their value)."""
@@ -51,6 +59,7 @@ def set_(
         tokens_per_day=tokens_per_day,
         max_concurrent=max_concurrent,
         budget_usd_month=budget_usd_month,
+        soft_cap=soft_cap,
     )
     limits = CliContext.of(ctx).run(
         lambda db: quota_service.set_quota(db, app_name=app_name, changes=changes)

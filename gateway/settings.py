@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,27 @@ from gateway.core.errors import ConfigurationError
 CONFIG_ENV = "ORCHESTRA_CONFIG"
 DATABASE_FILE = "orchestra.db"
 MASTER_KEY_FILE = "master.key"
+
+
+class ModelPrice(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
+#: USD per million tokens (OpenAI's list prices); extend or override in the configuration.
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    name: ModelPrice(input_per_million=i, output_per_million=o)
+    for name, i, o in (
+        ("gpt-4o-mini", 0.15, 0.60),
+        ("gpt-4o", 2.50, 10.00),
+        ("gpt-4.1", 2.00, 8.00),
+        ("gpt-4.1-mini", 0.40, 1.60),
+        ("gpt-4.1-nano", 0.10, 0.40),
+        ("o4-mini", 1.10, 4.40),
+    )
+}
 
 
 class Settings(BaseSettings):
@@ -69,6 +90,15 @@ class Settings(BaseSettings):
     # Interaction records are written in batches, off the request path.
     log_batch_size: int = Field(default=200, gt=0)
     log_flush_interval_s: float = Field(default=0.2, gt=0)
+
+    # Quotas. A reservation is a lease: if its replica dies, it expires after this long.
+    reservation_ttl_s: float = Field(default=300.0, gt=0)
+    # When Redis cannot be reached: request-rate limits fail open (admit), token, cost and
+    # concurrency limits fail closed (503 quota_unavailable). Each is configurable.
+    quota_requests_on_redis_down: Literal["fail_open", "fail_closed"] = "fail_open"
+    quota_tokens_on_redis_down: Literal["fail_open", "fail_closed"] = "fail_closed"
+    # Prices per model, USD per million tokens, for the monthly budgets.
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     # Logging.
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

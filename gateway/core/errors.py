@@ -16,6 +16,7 @@ CLI all read these two attributes, so a new error cannot be added without a rend
     ├── NotFound (404 not_found)
     ├── Conflict (409 conflict)
     ├── QuotaExceeded (429 quota_exceeded, retry_after)
+    ├── QuotaUnavailable (503 quota_unavailable)
     ├── ConfigurationError (500 configuration_error)
     │   ├── MasterKeyError (500 master_key_error)
     │   └── NotInitialised (500 not_initialised)
@@ -103,6 +104,27 @@ class Conflict(GatewayError):
 class QuotaExceeded(GatewayError):
     code = "quota_exceeded"
     http_status = 429
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        limit: str | None = None,
+        states: tuple[object, ...] = (),
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        #: The limit that was hit, and every limit's state for the RateLimit headers.
+        self.limit = limit
+        self.states = states
+
+
+class QuotaUnavailable(GatewayError):
+    """The shared quota counters cannot be reached and the limit fails closed."""
+
+    code = "quota_unavailable"
+    http_status = 503
     retryable = True
 
 

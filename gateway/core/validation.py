@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from gateway.core.errors import InvalidRequest
 
@@ -20,11 +20,21 @@ def app_name(name: str) -> str:
     return name
 
 
+def _split(value: str, problem: str) -> SplitResult:
+    try:
+        return urlsplit(value)
+    except ValueError:  # e.g. "http://[not-an-ipv6]"
+        raise InvalidRequest(problem) from None
+
+
 def origin(value: str) -> str:
     """A browser origin: scheme://host[:port], nothing else (``*`` means any origin)."""
     if value == "*":
         return value
-    parts = urlsplit(value)
+    problem = (
+        f"Invalid origin {value!r}: expected scheme://host[:port], e.g. http://localhost:4200."
+    )
+    parts = _split(value, problem)
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
@@ -33,31 +43,33 @@ def origin(value: str) -> str:
         or parts.fragment
         or parts.username
     ):
-        raise InvalidRequest(
-            f"Invalid origin {value!r}: expected scheme://host[:port], e.g. http://localhost:4200."
-        )
+        raise InvalidRequest(problem)
     try:
         port = parts.port
     except ValueError:
         raise InvalidRequest(f"Invalid origin {value!r}: bad port.") from None
     host = parts.hostname.lower()
+    if ":" in host:  # an IPv6 address keeps its brackets, as in a browser's Origin header
+        host = f"[{host}]"
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def base_url(value: str) -> str:
     """An OpenAI-compatible API root, e.g. https://api.openai.com/v1 (no trailing slash kept)."""
-    parts = urlsplit(value)
+    shown = "" if "@" in value else f" {value!r}"  # never echo credentials put in the URL
+    problem = (
+        f"Invalid base URL{shown}: expected http(s)://host[:port][/path], "
+        "e.g. https://api.openai.com/v1."
+    )
+    parts = _split(value, problem)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise InvalidRequest(
-            f"Invalid base URL {value!r}: expected http(s)://host[:port][/path], "
-            "e.g. https://api.openai.com/v1."
-        )
+        raise InvalidRequest(problem)
     if parts.username or parts.password:
         raise InvalidRequest("Invalid base URL: credentials do not belong in the URL.")
     try:
         _ = parts.port
     except ValueError:
-        raise InvalidRequest(f"Invalid base URL {value!r}: bad port.") from None
+        raise InvalidRequest(f"Invalid base URL{shown}: bad port.") from None
     return value.rstrip("/")
 
 

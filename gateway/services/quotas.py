@@ -12,7 +12,7 @@ from gateway.storage.tables import Quota, utcnow
 
 async def set_quota(db: Database, *, app_name: str, changes: QuotaLimits) -> QuotaLimits:
     """Set the given limits; fields left None keep their value. Use 0 to clear a limit."""
-    for field, value in changes.to_json().items():
+    for field, value in changes.numeric().items():
         if value is not None and value < 0:
             raise InvalidRequest(f"--{field.replace('_', '-')} cannot be negative.")
     async with db.session() as session:
@@ -22,9 +22,11 @@ async def set_quota(db: Database, *, app_name: str, changes: QuotaLimits) -> Quo
         quota = await quota_rows.get_quota(session, app.id) or Quota(
             app_id=app.id, updated_at=utcnow()
         )
-        for field, value in changes.to_json().items():
+        for field, value in changes.numeric().items():
             if value is not None:
                 setattr(quota, field, value or None)  # 0 clears the limit
+        if changes.soft_cap is not None:
+            quota.soft_cap = changes.soft_cap
         quota.updated_at = utcnow()
         await quota_rows.save_quota(session, quota)
         return QuotaLimits.of(quota)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -10,8 +10,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.core.errors import AppDisabled, NotFound, Unauthenticated
 from gateway.core.ids import new_token_id
 from gateway.security import tokens as token_secrets
-from gateway.services.views import IssuedToken, TokenInfo
+from gateway.services.views import IssuedToken, QuotaLimits, TokenInfo
 from gateway.storage import apps as app_rows
+from gateway.storage import quotas as quota_rows
 from gateway.storage import tokens as token_rows
 from gateway.storage.database import Database
 from gateway.storage.tables import App, ClientToken, utcnow
@@ -34,6 +35,7 @@ class AppContext:
     system_prompt: str | None
     max_output_tokens: int
     log_content: str
+    limits: QuotaLimits = field(default_factory=QuotaLimits)
 
 
 async def insert_new_token(
@@ -76,13 +78,15 @@ async def revoke_token(db: Database, token_id: str) -> TokenInfo:
     async with db.session() as session:
         row = await token_rows.find_token(session, token_id)
         if row is None:
-            raise NotFound(f"No token with id {token_id!r}. See `orchestra tokens list APP`.")
+            # A secret pasted by mistake is not echoed back into the terminal or the logs.
+            shown = "that id" if token_secrets.looks_like_token(token_id) else f"id {token_id!r}"
+            raise NotFound(f"No token with {shown}. See `orchestra tokens list APP` for ids.")
         if row.revoked_at is None:
             await token_rows.mark_revoked(session, row, utcnow())
         return TokenInfo.of(row)
 
 
-def _context(token: ClientToken, app: App) -> AppContext:
+def _context(token: ClientToken, app: App, limits: QuotaLimits) -> AppContext:
     return AppContext(
         app_id=app.id,
         app_name=app.name,
@@ -94,6 +98,7 @@ def _context(token: ClientToken, app: App) -> AppContext:
         system_prompt=app.system_prompt,
         max_output_tokens=app.max_output_tokens,
         log_content=app.log_content,
+        limits=limits,
     )
 
 
@@ -103,6 +108,7 @@ async def authenticate(db: Database, presented: str, *, now: datetime | None = N
         raise Unauthenticated(INVALID_TOKEN_MESSAGE)
     async with db.session() as session:
         found = await token_rows.find_token_with_app(session, token_secrets.digest(presented))
+        quota = None if found is None else await quota_rows.get_quota(session, found[1].id)
     if found is None:
         raise Unauthenticated(INVALID_TOKEN_MESSAGE)
     token, app = found
@@ -115,4 +121,4 @@ async def authenticate(db: Database, presented: str, *, now: datetime | None = N
         raise Unauthenticated(INVALID_TOKEN_MESSAGE)
     if app.disabled:
         raise AppDisabled(f"The app {app.name!r} is disabled.")
-    return _context(token, app)
+    return _context(token, app, QuotaLimits.of(quota))

@@ -131,20 +131,23 @@ class QuotaLimits:
     tokens_per_day: int | None = None
     max_concurrent: int | None = None
     budget_usd_month: float | None = None
+    #: Soft cap: a streaming answer may run past the remaining tokens/budget (hard cap off).
+    soft_cap: bool | None = None
 
     @classmethod
     def of(cls, quota: Quota | None) -> QuotaLimits:
         if quota is None:
-            return cls()
+            return cls(soft_cap=False)
         return cls(
             rpm=quota.rpm,
             tpm=quota.tpm,
             tokens_per_day=quota.tokens_per_day,
             max_concurrent=quota.max_concurrent,
             budget_usd_month=quota.budget_usd_month,
+            soft_cap=quota.soft_cap,
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def numeric(self) -> dict[str, int | float | None]:
         return {
             "rpm": self.rpm,
             "tpm": self.tpm,
@@ -152,3 +155,6 @@ class QuotaLimits:
             "max_concurrent": self.max_concurrent,
             "budget_usd_month": self.budget_usd_month,
         }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.numeric(), "soft_cap": bool(self.soft_cap)}

@@ -101,8 +101,13 @@ class Database:
         """Apply every pending migration (idempotent)."""
         if self._sqlite_path is not None:
             self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        async with self.engine.begin() as connection:
-            await connection.run_sync(_upgrade)
+        try:
+            async with self.engine.begin() as connection:
+                await connection.run_sync(_upgrade)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            if _is_connection_error(exc):
+                raise StorageUnavailable("The database is unavailable.") from None
+            raise
 
     async def ensure_current(self) -> None:
         """Refuse to work on a database that was never initialised or is behind."""

@@ -84,6 +84,7 @@ class Quota(SQLModel, table=True):
     tokens_per_day: int | None = None
     max_concurrent: int | None = None
     budget_usd_month: float | None = None
+    soft_cap: bool = False
     updated_at: datetime = _time_column()
 
 
@@ -106,6 +107,7 @@ class RequestLog(SQLModel, table=True):
     completion_tokens: int = 0
     ttft_ms: float | None = None
     duration_ms: float = 0.0
+    cost_usd: float = 0.0
     origin: str | None = Field(default=None, max_length=2000)
     prompt_text: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
     answer_text: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))

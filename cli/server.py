@@ -1,0 +1,93 @@
+"""`orchestra serve` and `orchestra fake-openai`: the gateway and the OpenAI fake, on uvicorn.
+
+The gateway is started by import string, so this module never imports the server itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli import output
+from cli.context import CliContext
+from cli.errors import fail
+from gateway.core.errors import ConfigurationError
+
+Host = Annotated[str, typer.Option("--host", help="Address to bind.")]
+
+
+def serve(
+    ctx: typer.Context,
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    ui: Annotated[
+        Path | None, typer.Option("--ui", help="Serve this built web UI at / (one origin).")
+    ] = None,
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    from gateway.settings import export_to_environment
+
+    cli = CliContext.of(ctx)
+    if workers > 1 and not cli.settings.redis_url:
+        fail(
+            ConfigurationError(
+                f"--workers {workers} needs ORCHESTRA_REDIS_URL: without Redis each worker would "
+                "keep its own quota counters, so every limit would be multiplied by the number "
+                "of workers. Set ORCHESTRA_REDIS_URL=redis://host:6379/0, or use --workers 1."
+            )
+        )
+    if ui is not None:
+        if not (ui / "index.html").is_file():
+            fail(ConfigurationError(f"--ui {ui}: no index.html there; build the UI first."))
+        export_to_environment({"ui_dir": str(ui.resolve())})
+    cli.keyring()  # a missing or malformed master key is reported here, not in a traceback
+    cli.run(_check_schema)
+    output.print_info(f"Orchestra gateway on http://{host}:{port} ({workers} worker(s))")
+    uvicorn.run(
+        "gateway.http.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+
+
+async def _check_schema(_db: object) -> None:
+    return None  # CliContext.run has checked the schema already
+
+
+def fake_openai(
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 9100,
+    tokens: Annotated[int, typer.Option("--tokens", min=1, help="Tokens per answer.")] = 50,
+    first_token_ms: Annotated[float, typer.Option("--first-token-ms", min=0)] = 0.0,
+    token_ms: Annotated[
+        float, typer.Option("--token-ms", min=0, help="Delay between tokens.")
+    ] = 0.0,
+    fail_rate: Annotated[float, typer.Option("--fail-rate", min=0, max=1)] = 0.0,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option("--api-key", help="Accept only these keys (default: any sk-...)."),
+    ] = None,
+) -> None:
+    """Run the OpenAI-compatible fake used by tests, benchmarks and the demo."""
+    from gateway.fakes.openai_server import FakeOpenAIConfig
+    from gateway.fakes.openai_server import serve as serve_fake
+
+    config = FakeOpenAIConfig(
+        tokens=tokens,
+        first_token_ms=first_token_ms,
+        token_ms=token_ms,
+        fail_rate=fail_rate,
+        api_keys=frozenset(api_key) if api_key else None,
+    )
+    output.print_info(f"OpenAI fake on http://{host}:{port}/v1")
+    serve_fake(config, host=host, port=port)

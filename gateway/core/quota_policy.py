@@ -1,0 +1,233 @@
+"""Quota limits and the calendar arithmetic every counter backend shares. Pure: no I/O.
+
+The limits and how each is counted (the same in every backend, and in the reference model the
+property tests compare them with):
+
+- ``rpm``: requests admitted in the sliding window ``(now - 60 s, now]`` (an exact sliding log,
+  not an approximation: at most ``rpm`` admissions in any 60 seconds).
+- ``tpm``: tokens of the requests admitted in that same sliding window; a request counts its
+  reserved estimate until it settles, then its real usage.
+- ``tokens_per_day``: tokens settled in the current UTC day, plus every reservation in flight.
+- ``budget_usd_month``: cost settled in the current UTC calendar month, plus every reservation
+  in flight (in micro-dollars, so the arithmetic is exact).
+- ``max_concurrent``: reservations in flight. A reservation is a lease: if its replica dies it
+  expires after ``ttl`` seconds and releases what it held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+WINDOW_S = 60.0
+MICROS = 1_000_000
+
+LIMIT_RPM = "rpm"
+LIMIT_TPM = "tpm"
+LIMIT_DAY = "tokens_per_day"
+LIMIT_CONCURRENT = "max_concurrent"
+LIMIT_BUDGET = "budget_usd_month"
+
+#: Limits that count requests (Redis down: fail open by default) and the others (fail closed).
+REQUEST_LIMITS = frozenset({LIMIT_RPM})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    rpm: int | None = None
+    tpm: int | None = None
+    tokens_per_day: int | None = None
+    max_concurrent: int | None = None
+    budget_micros_month: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.rpm,
+                self.tpm,
+                self.tokens_per_day,
+                self.max_concurrent,
+                self.budget_micros_month,
+            )
+        )
+
+    def names(self) -> list[str]:
+        found = []
+        for name, value in (
+            (LIMIT_RPM, self.rpm),
+            (LIMIT_TPM, self.tpm),
+            (LIMIT_DAY, self.tokens_per_day),
+            (LIMIT_CONCURRENT, self.max_concurrent),
+            (LIMIT_BUDGET, self.budget_micros_month),
+        ):
+            if value is not None:
+                found.append(name)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """The day and month a reservation or a settlement falls in, and when they end."""
+
+    day: str
+    day_ends_in: float
+    month: str
+    month_ends_in: float
+
+    @classmethod
+    def at(cls, now: float) -> Calendar:
+        moment = datetime.fromtimestamp(now, UTC)
+        next_day = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        if moment.month == 12:
+            next_month = moment.replace(year=moment.year + 1, month=1, day=1)
+        else:
+            next_month = moment.replace(month=moment.month + 1, day=1)
+        next_month = next_month.replace(hour=0, minute=0, second=0, microsecond=0)
+        return cls(
+            day=moment.strftime("%Y%m%d"),
+            day_ends_in=(next_day - moment).total_seconds(),
+            month=moment.strftime("%Y%m"),
+            month_ends_in=(next_month - moment).total_seconds(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    app_id: str
+    id: str
+    tokens: int
+    cost_micros: int
+    now: float
+    ttl: float
+    calendar: Calendar
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """One limit as the RateLimit headers show it, after the decision."""
+
+    name: str
+    limit: int
+    remaining: int
+    reset_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    admitted: bool
+    #: The limit that refused the request, when one did.
+    limit: str | None = None
+    retry_after: float | None = None
+    states: tuple[LimitState, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An app's counters just before a decision (after expired entries were dropped)."""
+
+    requests: int = 0
+    oldest_request_at: float | None = None
+    window_tokens: int = 0
+    oldest_token_at: float | None = None
+    leases: int = 0
+    day_used: int = 0  # settled today + every lease
+    month_used: int = 0  # micro-dollars: settled this month + every lease
+
+
+def refusal(limits: Limits, r: Reservation, snap: Snapshot) -> str | None:
+    """The first limit that would be passed by admitting ``r`` (checked in a fixed order)."""
+    if limits.max_concurrent is not None and snap.leases + 1 > limits.max_concurrent:
+        return LIMIT_CONCURRENT
+    if limits.rpm is not None and snap.requests + 1 > limits.rpm:
+        return LIMIT_RPM
+    if limits.tpm is not None and snap.window_tokens + r.tokens > limits.tpm:
+        return LIMIT_TPM
+    if limits.tokens_per_day is not None and snap.day_used + r.tokens > limits.tokens_per_day:
+        return LIMIT_DAY
+    if (
+        limits.budget_micros_month is not None
+        and snap.month_used + r.cost_micros > limits.budget_micros_month
+    ):
+        return LIMIT_BUDGET
+    return None
+
+
+def _since(at: float | None, now: float) -> float:
+    return WINDOW_S if at is None else max(0.0, at + WINDOW_S - now)
+
+
+def decide(
+    limits: Limits, r: Reservation, snap: Snapshot, refused: str | None, tpm_retry: float
+) -> Decision:
+    """The decision and the RateLimit states, given what the backend found and did."""
+    ok = refused is None
+    add, tokens, cost = (1, r.tokens, r.cost_micros) if ok else (0, 0, 0)
+    # When the window is empty, an admitted request starts it.
+    fallback = r.now if ok else None
+    oldest_request = snap.oldest_request_at if snap.oldest_request_at is not None else fallback
+    oldest_token = snap.oldest_token_at if snap.oldest_token_at is not None else fallback
+    states: list[LimitState] = []
+    if limits.rpm is not None:
+        states.append(
+            LimitState(
+                LIMIT_RPM,
+                limits.rpm,
+                max(0, limits.rpm - snap.requests - add),
+                _since(oldest_request, r.now),
+            )
+        )
+    if limits.tpm is not None:
+        states.append(
+            LimitState(
+                LIMIT_TPM,
+                limits.tpm,
+                max(0, limits.tpm - snap.window_tokens - tokens),
+                _since(oldest_token, r.now),
+            )
+        )
+    if limits.tokens_per_day is not None:
+        states.append(
+            LimitState(
+                LIMIT_DAY,
+                limits.tokens_per_day,
+                max(0, limits.tokens_per_day - snap.day_used - tokens),
+                r.calendar.day_ends_in,
+            )
+        )
+    if limits.max_concurrent is not None:
+        states.append(
+            LimitState(
+                LIMIT_CONCURRENT,
+                limits.max_concurrent,
+                max(0, limits.max_concurrent - snap.leases - add),
+                1.0,
+            )
+        )
+    if limits.budget_micros_month is not None:
+        states.append(
+            LimitState(
+                LIMIT_BUDGET,
+                limits.budget_micros_month,
+                max(0, limits.budget_micros_month - snap.month_used - cost),
+                r.calendar.month_ends_in,
+            )
+        )
+    if not ok:
+        retry = {
+            LIMIT_CONCURRENT: 1.0,
+            LIMIT_RPM: _since(snap.oldest_request_at, r.now),
+            LIMIT_TPM: tpm_retry,
+            LIMIT_DAY: r.calendar.day_ends_in,
+            LIMIT_BUDGET: r.calendar.month_ends_in,
+        }[refused or LIMIT_CONCURRENT]
+        return Decision(admitted=False, limit=refused, retry_after=retry, states=tuple(states))
+    return Decision(admitted=True, states=tuple(states))
+
+
+def tightest(states: tuple[LimitState, ...]) -> LimitState | None:
+    """The limit closest to exhaustion (the one the RateLimit headers report)."""
+    if not states:
+        return None
+    return min(states, key=lambda s: (s.remaining / s.limit if s.limit else 0.0, s.reset_s))

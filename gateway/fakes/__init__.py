@@ -1,0 +1,1 @@
+"""Fake upstream services used by tests, benchmarks and the demo."""

@@ -1,0 +1,1 @@
+"""Everything that knows FastAPI/Starlette. No business logic: routes call services."""

@@ -1,0 +1,37 @@
+"""The application factory: routers, middleware and error handlers; no logic."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from gateway import __version__
+from gateway.http.errors import install_error_handlers
+from gateway.http.lifespan import lifespan_for
+from gateway.http.middleware import GatewayMiddleware
+from gateway.http.routes import ask, logs, openai_compat, status
+from gateway.observability.logging import configure_logging
+from gateway.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    app = FastAPI(
+        title="Orchestra",
+        version=__version__,
+        lifespan=lifespan_for(settings),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    app.include_router(ask.router)
+    app.include_router(openai_compat.router)
+    app.include_router(status.router)
+    app.include_router(logs.router)
+    if settings.ui_dir is not None:
+        # Last, so that the API routes win; html=True serves index.html for "/".
+        app.mount("/", StaticFiles(directory=settings.ui_dir, html=True), name="ui")
+    app.add_middleware(GatewayMiddleware)
+    return app

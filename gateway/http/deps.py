@@ -1,0 +1,58 @@
+"""Request-scoped lookups: the resources, the calling app, the admin."""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from fastapi import Request
+
+from gateway.core.errors import OriginNotAllowed, Unauthenticated
+from gateway.http.resources import Resources
+from gateway.services.ask import CallMeta
+from gateway.services.origins import origin_allowed_for_app
+from gateway.services.tokens import INVALID_TOKEN_MESSAGE, AppContext
+
+
+def resources_of(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def call_meta(request: Request, route: str) -> CallMeta:
+    return CallMeta(
+        request_id=str(request.scope["state"]["request_id"]),
+        route=route,
+        origin=request.headers.get("origin"),
+        started=time.perf_counter(),
+    )
+
+
+async def authenticate_app(request: Request) -> AppContext:
+    """The calling app, checked against the browser origin; raises 401/403 errors."""
+    token = bearer(request)
+    if token is None:
+        raise Unauthenticated(INVALID_TOKEN_MESSAGE)
+    ctx = await resources_of(request).auth.authenticate(token)
+    origin = request.headers.get("origin")
+    if not origin_allowed_for_app(origin, ctx.origins):
+        raise OriginNotAllowed(f"The origin {origin!r} is not allowed for this app.")
+    return ctx
+
+
+def is_admin(request: Request) -> bool:
+    configured = resources_of(request).settings.admin_token
+    token = bearer(request)
+    if configured is None or token is None:
+        return False
+    return hmac.compare_digest(token.encode(), configured.get_secret_value().encode())

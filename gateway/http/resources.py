@@ -1,0 +1,43 @@
+"""The typed bag of long-lived resources, opened in the lifespan and kept on ``app.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from gateway.security.keyring import Keyring
+from gateway.services.ask import AskDeps
+from gateway.services.auth_cache import AuthCache
+from gateway.services.interactions import InteractionRecorder
+from gateway.services.limiter import Limiter
+from gateway.services.origins import KnownOrigins
+from gateway.settings import Settings
+from gateway.storage.database import Database
+from gateway.upstream.client import UpstreamClient
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    settings: Settings
+    db: Database
+    keyring: Keyring
+    upstream: UpstreamClient
+    recorder: InteractionRecorder
+    limiter: Limiter
+    auth: AuthCache
+    origins: KnownOrigins
+    redis: Redis | None
+    started_at: float
+
+    @property
+    def ask_deps(self) -> AskDeps:
+        return AskDeps(
+            db=self.db,
+            keyring=self.keyring,
+            upstream=self.upstream,
+            recorder=self.recorder,
+            limiter=self.limiter,
+            first_token_timeout=self.settings.first_token_timeout_s,
+            idle_timeout=self.settings.idle_timeout_s,
+        )

@@ -1,0 +1,73 @@
+"""GET /logs: interaction records, newest first, scoped to the caller's app (or all, for admin)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from gateway.core.clock import utcnow
+from gateway.core.durations import parse_duration
+from gateway.core.errors import Forbidden, InvalidRequest, NotFound
+from gateway.http.deps import authenticate_app, is_admin, resources_of
+from gateway.services import apps as app_service
+from gateway.services import logs as log_service
+from gateway.storage.request_logs import LogFilter
+
+router = APIRouter()
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    """An ISO-8601 instant, or a duration meaning 'that long ago' (e.g. 10m)."""
+    if value is None:
+        return None
+    if value[-1:].isalpha() and value[:-1].isdigit():
+        return utcnow() - parse_duration(value)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an ISO-8601 time or a duration like 10m.") from None
+    if parsed.tzinfo is None:
+        raise InvalidRequest(f"'{name}' needs a time zone (e.g. 2026-12-01T10:00:00Z).")
+    return parsed
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return 100
+    if not value.isdigit() or not 1 <= int(value) <= log_service.MAX_LIMIT:
+        raise InvalidRequest(f"'limit' must be an integer from 1 to {log_service.MAX_LIMIT}.")
+    return int(value)
+
+
+@router.get("/logs")
+async def logs(request: Request) -> JSONResponse:
+    resources = resources_of(request)
+    params = request.query_params
+    app_name = params.get("app")
+    if is_admin(request):
+        app_id = None
+        if app_name is not None:
+            try:
+                app_id = (await app_service.get_app(resources.db, app_name)).id
+            except NotFound:
+                raise InvalidRequest(f"No app named {app_name!r}.") from None
+    else:
+        ctx = await authenticate_app(request)
+        if app_name is not None and app_name != ctx.app_name:
+            raise Forbidden("An app token can only read its own app's records.")
+        app_id = ctx.app_id
+    try:
+        before_id = log_service.parse_cursor(params.get("cursor"))
+    except ValueError:
+        raise InvalidRequest("'cursor' is malformed.") from None
+    where = LogFilter(
+        app_id=app_id,
+        since=_time(params.get("since"), "since"),
+        until=_time(params.get("until"), "until"),
+        outcome=params.get("outcome"),
+        before_id=before_id,
+    )
+    page = await log_service.recent_logs(resources.db, where, limit=_limit(params.get("limit")))
+    return JSONResponse({"records": page.records, "next_cursor": page.next_cursor})

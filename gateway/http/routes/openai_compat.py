@@ -1,0 +1,101 @@
+"""POST /v1/chat/completions and GET /v1/models: OpenAI's API, with the client token as key."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from gateway.core.errors import GatewayError
+from gateway.http import sse
+from gateway.http.body import parse_model, read_body
+from gateway.http.calls import check_limits, record_refusal
+from gateway.http.deps import authenticate_app, call_meta, resources_of
+from gateway.http.ratelimit import headers_for
+from gateway.http.schemas import ChatCompletionRequest
+from gateway.http.streaming import SSEResponse
+from gateway.services.ask import Answer, AskInput, Delta, Done
+from gateway.services.tokens import AppContext
+
+router = APIRouter(prefix="/v1")
+
+# Fields the gateway sets itself; everything else in the body goes upstream untouched.
+_OWN_FIELDS = {
+    "model",
+    "messages",
+    "stream",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "stream_options",
+}
+
+
+async def _encode(answer: Answer, include_usage: bool) -> AsyncIterator[bytes]:
+    async for event in answer.events():
+        if isinstance(event, Delta):
+            if event.chunk.usage_only and not include_usage:
+                continue
+            yield sse.openai_data(event.chunk.raw)
+        elif isinstance(event, Done):
+            yield sse.OPENAI_DONE
+        else:
+            yield sse.openai_error(event.error)
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    resources = resources_of(request)
+    settings = resources.settings
+    meta = call_meta(request, "/v1/chat/completions")
+    ctx: AppContext | None = None
+    answer: Answer | None = None
+    try:
+        ctx = await authenticate_app(request)
+        body = parse_model(await read_body(request, settings.max_body_bytes), ChatCompletionRequest)
+        check_limits(settings, body.messages, None)
+        extra = {k: v for k, v in (body.model_extra or {}).items() if k not in _OWN_FIELDS}
+        inp = AskInput(
+            messages=body.messages,
+            model=body.model,
+            temperature=body.temperature,
+            max_tokens=body.max_completion_tokens or body.max_tokens,
+            extra=extra,
+        )
+        answer = Answer(resources.ask_deps, ctx, inp, meta)
+        if not body.stream:
+            completion = await answer.complete()
+            return JSONResponse(
+                completion.raw, headers=headers_for(answer.limit_states, openai=True)
+            )
+        await answer.open()
+    except GatewayError as error:
+        if answer is None:
+            record_refusal(resources, meta, ctx, error)
+        else:
+            await answer.settle()
+        raise
+    include_usage = bool((body.stream_options or {}).get("include_usage"))
+    return SSEResponse(
+        _encode(answer, include_usage),
+        settle=answer.settle,
+        ping_interval=settings.ping_interval_s,
+        headers=headers_for(answer.limit_states, openai=True),
+    )
+
+
+@router.get("/models")
+async def models(request: Request) -> JSONResponse:
+    ctx = await authenticate_app(request)
+    created = int(time.time())
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [
+                {"id": model, "object": "model", "created": created, "owned_by": "orchestra"}
+                for model in ctx.allowed_models
+            ],
+        }
+    )

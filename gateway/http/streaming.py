@@ -1,0 +1,86 @@
+"""An SSE response with a lifecycle: pings, disconnect detection and a shielded settle.
+
+Starlette's StreamingResponse only notices a disconnect when a send fails, so a silent
+upstream would keep running (and billing) after the browser left. Here three things run in
+one task group: the producer (reads the answer, encodes events), the writer (sends, and sends
+``: ping`` when nothing came for ``ping_interval``), and a listener for ``http.disconnect``
+that cancels the other two at once. Whatever ends the stream, ``settle`` runs shielded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway.http.sse import PING
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class SSEResponse(Response):
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        *,
+        settle: Callable[[], Awaitable[None]],
+        ping_interval: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._body = body
+        self._settle = settle
+        self._ping_interval = ping_interval
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**SSE_HEADERS, **(headers or {})})
+
+    async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            send_chunks, receive_chunks = anyio.create_memory_object_stream[bytes](64)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._produce, send_chunks)
+                tasks.start_soon(self._listen_for_disconnect, receive, tasks.cancel_scope)
+                await self._write(receive_chunks, send)
+                tasks.cancel_scope.cancel()
+        except OSError:
+            pass  # the client went away while we were sending
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._settle()
+
+    async def _produce(self, chunks: MemoryObjectSendStream[bytes]) -> None:
+        async with chunks:
+            async for data in self._body:
+                await chunks.send(data)
+
+    async def _write(self, chunks: MemoryObjectReceiveStream[bytes], send: Send) -> None:
+        async with chunks:
+            while True:
+                data: bytes | None = None
+                with anyio.move_on_after(self._ping_interval):
+                    try:
+                        data = await chunks.receive()
+                    except anyio.EndOfStream:
+                        break
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": PING if data is None else data,
+                        "more_body": True,
+                    }
+                )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def _listen_for_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                scope.cancel()
+                return

@@ -1,0 +1,357 @@
+"""One answer's lifecycle: build the upstream call, peek, stream, settle and record.
+
+``Answer.open()`` does everything that can still fail as a plain HTTP error (the provider key,
+the upstream status, the first content chunk). ``Answer.events()`` then yields what the client
+sees; it never raises a ``GatewayError`` (failures become a final ``Failed`` event). ``settle()``
+is idempotent and must be called in a shielded ``finally``: it closes the upstream connection
+(so no more tokens are paid for) and records the interaction exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.core.clock import utcnow
+from gateway.core.errors import GatewayError, ModelNotAllowed, QuotaExceeded, UpstreamError
+from gateway.core.quota_policy import LimitState
+from gateway.security.keyring import Keyring
+from gateway.services.interactions import InteractionRecord, InteractionRecorder
+from gateway.services.limiter import Admission, Limiter
+from gateway.services.provider_keys import provider_key_for
+from gateway.services.tokens import AppContext
+from gateway.storage.database import Database
+from gateway.upstream.client import ChunkStream, UpstreamClient
+from gateway.upstream.tokenizer import count_messages
+from gateway.upstream.types import ChatRequest, Chunk, Completion, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class AskDeps:
+    db: Database
+    keyring: Keyring
+    upstream: UpstreamClient
+    recorder: InteractionRecorder
+    limiter: Limiter
+    first_token_timeout: float
+    idle_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class AskInput:
+    """A validated request, in the gateway's terms (the caller's messages, no system prompt)."""
+
+    messages: list[dict[str, Any]]
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    conversation_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    #: OpenAI fields the /v1 route passes through untouched.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CallMeta:
+    request_id: str
+    route: str
+    origin: str | None
+    started: float  # time.perf_counter() when the request arrived
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    chunk: Chunk
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    finish_reason: str | None
+    model: str
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: GatewayError
+
+
+AnswerEvent = Delta | Done | Failed
+
+
+def chat_request(ctx: AppContext, inp: AskInput, api_key: str) -> ChatRequest:
+    model = inp.model or ctx.model
+    if model not in ctx.allowed_models:
+        raise ModelNotAllowed(
+            f"Model {model!r} is not allowed for this app "
+            f"(allowed: {', '.join(ctx.allowed_models)})."
+        )
+    max_tokens = min(inp.max_tokens or ctx.max_output_tokens, ctx.max_output_tokens)
+    messages = inp.messages
+    if ctx.system_prompt:
+        messages = [{"role": "system", "content": ctx.system_prompt}, *messages]
+    return ChatRequest(
+        base_url=ctx.base_url,
+        api_key=api_key,
+        model=model,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=inp.temperature,
+        extra=inp.extra,
+    )
+
+
+def outcome_of(error: GatewayError) -> str:
+    return "upstream_error" if isinstance(error, UpstreamError) else "rejected"
+
+
+def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """A rough count (4 characters a token) for answers cut before the upstream's usage."""
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    return max(1, chars // 4) + 3 * len(messages)
+
+
+def prompt_text(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages)
+
+
+class Answer:
+    def __init__(self, deps: AskDeps, ctx: AppContext, inp: AskInput, meta: CallMeta) -> None:
+        self._deps = deps
+        self._ctx = ctx
+        self._inp = inp
+        self._meta = meta
+        self._request: ChatRequest | None = None
+        self._stream: ChunkStream | None = None
+        self._buffered: list[Chunk] = []
+        self._model = inp.model or ctx.model
+        self._text: list[str] = []
+        self._content_chunks = 0
+        self._usage: Usage | None = None
+        self._first_token_at: float | None = None
+        self._finish_reason: str | None = None
+        self._error: GatewayError | None = None
+        self._completed = False
+        self._settled = False
+        self._keep_text = ctx.log_content == "full"
+        self._admission: Admission | None = None
+        self._prompt_estimate: int | None = None
+        self._lease_renewed_at = 0.0
+        self._capped = False
+        self._quota_settled = False
+
+    @property
+    def limit_states(self) -> tuple[LimitState, ...]:
+        return () if self._admission is None else self._admission.states
+
+    async def _prepare(self) -> ChatRequest:
+        """Decrypt the key, build the request and reserve the quota (all before the upstream)."""
+        api_key = await provider_key_for(self._deps.db, self._deps.keyring, app_id=self._ctx.app_id)
+        request = chat_request(self._ctx, self._inp, api_key)
+        self._request = request
+        self._model = request.model
+        limiter = self._deps.limiter
+        quota = self._ctx.limits
+        prompt_tokens = 0
+        if limiter.needs_token_estimate(quota):
+            prompt_tokens = count_messages(request.messages, request.model)
+            self._prompt_estimate = prompt_tokens
+        self._admission = await limiter.reserve(
+            self._ctx.app_id,
+            quota,
+            model=request.model,
+            prompt_tokens=prompt_tokens,
+            max_tokens=request.max_tokens or self._ctx.max_output_tokens,
+        )
+        self._lease_renewed_at = time.monotonic()
+        return request
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    async def open(self) -> None:
+        """Start the upstream call and read its first event; raises GatewayError."""
+        try:
+            request = await self._prepare()
+            self._stream = await self._deps.upstream.open_stream(request)
+            # Peek one event: the upstream has accepted the request (OpenAI sends the role
+            # chunk at once). The wait for the first token happens after the headers, with
+            # pings, so a slow model does not look like a dead connection.
+            chunk = await self._next()
+            if chunk is not None:
+                self._buffered.append(chunk)
+        except GatewayError as error:
+            self._error = error
+            raise
+
+    async def _next(self) -> Chunk | None:
+        assert self._stream is not None
+        timeout = (
+            self._deps.first_token_timeout
+            if self._first_token_at is None
+            else self._deps.idle_timeout
+        )
+        chunk = await self._stream.next_chunk(timeout)
+        if chunk is not None:
+            self._account(chunk)
+        return chunk
+
+    def _account(self, chunk: Chunk) -> None:
+        if chunk.text:
+            if self._first_token_at is None:
+                self._first_token_at = time.perf_counter()
+            self._content_chunks += 1
+            if self._keep_text:
+                self._text.append(chunk.text)
+        if chunk.finish_reason:
+            self._finish_reason = chunk.finish_reason
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        if chunk.model:
+            self._model = chunk.model
+
+    async def events(self) -> AsyncIterator[AnswerEvent]:
+        for buffered in self._buffered:
+            yield Delta(buffered)
+        self._buffered.clear()
+        try:
+            while (chunk := await self._next()) is not None:
+                if self._over_reservation():
+                    raise QuotaExceeded(
+                        "The answer was stopped: it reached the tokens or budget this request "
+                        "was admitted for (the app's quota is hard-capped).",
+                        limit="hard_cap",
+                    )
+                yield Delta(chunk)
+                await self._renew_lease()
+        except GatewayError as error:
+            self._error = error
+            yield Failed(error)
+            return
+        self._completed = True
+        yield Done(finish_reason=self._finish_reason, model=self._model, usage=self.usage)
+
+    def _over_reservation(self) -> bool:
+        """Hard cap: would forwarding the last chunk pass what the reservation holds?"""
+        admission = self._admission
+        if admission is None or admission.token_cap is None:
+            return False
+        prompt = self._prompt_estimate or 0
+        over = prompt + self._content_chunks > admission.token_cap
+        if not over and admission.cost_micros:
+            cost = self._deps.limiter.cost_micros(self._model, prompt, self._content_chunks)
+            over = cost > admission.cost_micros
+        if over:
+            self._content_chunks -= 1  # that chunk is neither forwarded nor counted
+            self._capped = True
+        return over
+
+    async def _renew_lease(self) -> None:
+        if self._admission is None or self._admission.reservation_id is None:
+            return
+        now = time.monotonic()
+        if now - self._lease_renewed_at > self._deps.limiter.ttl / 3:
+            self._lease_renewed_at = now
+            await self._deps.limiter.extend(self._admission)
+
+    async def _settle_quota(self, usage: Usage) -> None:
+        if self._admission is not None and not self._quota_settled:
+            self._quota_settled = True
+            await self._deps.limiter.settle(
+                self._admission,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+            )
+
+    @property
+    def usage(self) -> Usage:
+        if self._usage is not None and not self._capped:
+            return self._usage
+        # Cut short: what we saw, estimated (the quotas settle on this too).
+        prompt = self._prompt_estimate
+        if prompt is None:
+            prompt = estimate_prompt_tokens(self._request.messages if self._request else [])
+        return Usage(prompt_tokens=prompt, completion_tokens=self._content_chunks)
+
+    def fail(self, error: GatewayError) -> None:
+        """Record that the answer was ended by the gateway (e.g. a shutdown) with this error."""
+        self._error = error
+
+    async def complete(self) -> Completion:
+        """A non-streamed answer, recorded; raises GatewayError."""
+        try:
+            request = await self._prepare()
+            completion = await self._deps.upstream.complete(request)
+        except GatewayError as error:
+            self._settled = True
+            await self._settle_quota(Usage())
+            self._record_error(error)
+            raise
+        self._first_token_at = time.perf_counter()
+        self._usage = completion.usage
+        self._model = completion.model
+        if self._keep_text:
+            self._text.append(completion.text)
+        self._completed = self._settled = True
+        await self._settle_quota(completion.usage)
+        self.record(outcome="completed", http_status=200, error_code=None)
+        return completion
+
+    async def settle(self) -> None:
+        """Close the upstream and record the interaction, once. Call it shielded."""
+        if self._settled:
+            return
+        self._settled = True
+        if self._stream is not None:
+            await self._stream.aclose()
+        await self._settle_quota(self._consumed())
+        if self._completed:
+            self.record(outcome="completed", http_status=200, error_code=None)
+        elif isinstance(self._error, QuotaExceeded) and self._content_chunks:
+            self.record(outcome="quota_stopped", http_status=200, error_code=self._error.code)
+        elif self._error is not None:
+            self._record_error(self._error)
+        else:
+            # Ended by neither a result nor an error: the client went away (nginx's 499).
+            self.record(outcome="client_disconnected", http_status=499, error_code=None)
+
+    def _consumed(self) -> Usage:
+        """What the upstream billed: nothing when it failed before producing anything."""
+        if self._usage is None and self._content_chunks == 0:
+            return Usage()
+        return self.usage
+
+    def _record_error(self, error: GatewayError) -> None:
+        self.record(outcome=outcome_of(error), http_status=error.http_status, error_code=error.code)
+
+    def record(self, *, outcome: str, http_status: int, error_code: str | None) -> None:
+        usage = self._consumed()
+        ttft = (
+            None
+            if self._first_token_at is None
+            else (self._first_token_at - self._meta.started) * 1000
+        )
+        self._deps.recorder.record(
+            InteractionRecord(
+                time=utcnow(),
+                request_id=self._meta.request_id,
+                route=self._meta.route,
+                outcome=outcome,
+                http_status=http_status,
+                app_id=self._ctx.app_id,
+                app_name=self._ctx.app_name,
+                model=self._model,
+                error_code=error_code,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                ttft_ms=ttft,
+                duration_ms=(time.perf_counter() - self._meta.started) * 1000,
+                origin=self._meta.origin,
+                prompt_text=prompt_text(self._inp.messages) if self._keep_text else None,
+                answer_text="".join(self._text) if self._keep_text else None,
+                request_metadata=self._inp.metadata,
+            )
+        )

@@ -1,0 +1,142 @@
+"""One record per interaction, written in batches off the request path.
+
+``record()`` never waits on the database: it appends to a bounded in-memory buffer that a
+background loop (started in the server's lifespan) flushes every ``flush_interval`` seconds or
+when ``batch_size`` records are waiting. ``close()`` flushes what is left, so nothing is lost on
+a clean shutdown. When the database is down, records stay buffered and are retried; if the
+buffer overflows, the oldest are dropped and counted, never silently.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio
+from loguru import logger
+
+from gateway.core.clock import utcnow
+from gateway.core.errors import StorageUnavailable
+from gateway.storage import request_logs
+from gateway.storage.database import Database
+
+
+@dataclass(slots=True)
+class InteractionRecord:
+    time: datetime
+    request_id: str
+    route: str
+    outcome: str
+    http_status: int
+    app_id: str | None = None
+    app_name: str | None = None
+    model: str | None = None
+    error_code: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float | None = None
+    duration_ms: float = 0.0
+    cost_usd: float = 0.0
+    origin: str | None = None
+    prompt_text: str | None = None
+    answer_text: str | None = None
+    request_metadata: dict[str, Any] | None = field(default=None)
+
+
+class InteractionRecorder:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        batch_size: int = 200,
+        flush_interval: float = 0.2,
+        max_buffered: int = 100_000,
+    ) -> None:
+        self._db = db
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._buffer: deque[InteractionRecord] = deque()
+        self._max_buffered = max_buffered
+        self._wakeup = anyio.Event()
+        self.dropped = 0
+        self.written = 0
+
+    def record(self, record: InteractionRecord) -> None:
+        if len(self._buffer) >= self._max_buffered:
+            self._buffer.popleft()
+            self.dropped += 1
+            logger.bind(dropped=self.dropped).error(
+                "interaction buffer full; oldest record dropped"
+            )
+        self._buffer.append(record)
+        if len(self._buffer) >= self._batch_size:
+            self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    async def flush(self) -> None:
+        """Write everything buffered; on a database error the records are kept for later."""
+        while self._buffer:
+            batch = [
+                self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))
+            ]
+            try:
+                async with self._db.session() as session:
+                    await request_logs.append_logs(session, [asdict(r) for r in batch])
+            except BaseException:
+                self._buffer.extendleft(reversed(batch))
+                raise
+            self.written += len(batch)
+
+    async def run(self) -> None:
+        """The background loop: flush on a timer or when a batch is full."""
+        while True:
+            with anyio.move_on_after(self._flush_interval):
+                await self._wakeup.wait()
+            self._wakeup = anyio.Event()
+            try:
+                await self.flush()
+            except StorageUnavailable:
+                logger.bind(pending=self.pending).warning("database unavailable; records kept")
+                await anyio.sleep(1.0)
+            except Exception:  # noqa: BLE001 (the loop must survive; the records are kept)
+                logger.bind(pending=self.pending).exception("writing interaction records failed")
+                await anyio.sleep(1.0)
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001
+                logger.bind(lost=self.pending).error("interaction records could not be written")
+
+
+def rejection_record(
+    *,
+    request_id: str,
+    route: str,
+    origin: str | None,
+    duration_ms: float,
+    error_code: str,
+    http_status: int,
+    outcome: str,
+    app_id: str | None,
+    app_name: str | None,
+) -> InteractionRecord:
+    """The record of a request refused before any upstream call."""
+    return InteractionRecord(
+        time=utcnow(),
+        request_id=request_id,
+        route=route,
+        outcome=outcome,
+        http_status=http_status,
+        app_id=app_id,
+        app_name=app_name,
+        error_code=error_code,
+        duration_ms=duration_ms,
+        origin=origin,
+    )

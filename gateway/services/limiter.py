@@ -1,0 +1,212 @@
+"""Quota enforcement: reserve before the upstream call, settle when the answer ends.
+
+The reservation holds the request and an estimate of its tokens (the prompt counted with the
+model's real tokenizer, plus the capped ``max_tokens``) and of its cost. The hard cap of a
+streaming answer is its own reservation: since every admitted reservation fits within the
+limits, an answer that stays within its reservation can never push the app past a limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from loguru import logger
+
+from gateway.core.errors import QuotaExceeded, QuotaUnavailable
+from gateway.core.ids import time_ordered
+from gateway.core.pricing import PriceTable
+from gateway.core.quota_policy import (
+    MICROS,
+    REQUEST_LIMITS,
+    Calendar,
+    Decision,
+    Limits,
+    LimitState,
+    Reservation,
+)
+from gateway.services.views import QuotaLimits
+from gateway.storage.counters.protocol import CountersUnavailable, QuotaCounters
+
+_LIMIT_NAMES = {
+    "rpm": "requests per minute",
+    "tpm": "tokens per minute",
+    "tokens_per_day": "tokens per day",
+    "max_concurrent": "concurrent requests",
+    "budget_usd_month": "monthly budget",
+}
+
+
+def limits_of(quota: QuotaLimits) -> Limits:
+    budget = quota.budget_usd_month
+    return Limits(
+        rpm=quota.rpm,
+        tpm=quota.tpm,
+        tokens_per_day=quota.tokens_per_day,
+        max_concurrent=quota.max_concurrent,
+        budget_micros_month=None if budget is None else round(budget * MICROS),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An admitted request: what it holds, and the limits' states for the headers."""
+
+    app_id: str
+    reservation_id: str | None  # None: no limit, or counters down and failing open
+    tokens: int
+    cost_micros: int
+    states: tuple[LimitState, ...]
+    hard_cap: bool
+    model: str
+
+    @property
+    def token_cap(self) -> int | None:
+        return self.tokens if self.hard_cap and self.reservation_id else None
+
+
+@dataclass(frozen=True, slots=True)
+class FailPolicy:
+    requests_fail_open: bool = True
+    tokens_fail_open: bool = False
+
+
+class Limiter:
+    def __init__(
+        self,
+        counters: QuotaCounters,
+        prices: PriceTable,
+        *,
+        ttl: float,
+        policy: FailPolicy = FailPolicy(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._counters = counters
+        self._prices = prices
+        self._ttl = ttl
+        self._policy = policy
+        self._clock = clock
+        self.unavailable_admissions = 0
+        self.unavailable_refusals = 0
+
+    @property
+    def prices(self) -> PriceTable:
+        return self._prices
+
+    def needs_token_estimate(self, quota: QuotaLimits) -> bool:
+        return any(v is not None for v in (quota.tpm, quota.tokens_per_day, quota.budget_usd_month))
+
+    async def reserve(
+        self, app_id: str, quota: QuotaLimits, *, model: str, prompt_tokens: int, max_tokens: int
+    ) -> Admission:
+        limits = limits_of(quota)
+        hard_cap = not quota.soft_cap
+        if not limits.any:
+            return Admission(app_id, None, 0, 0, (), hard_cap, model)
+        tokens = prompt_tokens + max_tokens
+        cost = 0
+        if limits.budget_micros_month is not None:
+            cost = self._prices.cost_micros(model, prompt_tokens, max_tokens)
+        now = self._clock()
+        reservation = Reservation(
+            app_id=app_id,
+            id=time_ordered("res"),
+            tokens=tokens,
+            cost_micros=cost,
+            now=now,
+            ttl=self._ttl,
+            calendar=Calendar.at(now),
+        )
+        try:
+            decision = await self._counters.reserve(limits, reservation)
+        except CountersUnavailable:
+            return self._unavailable(app_id, limits, hard_cap, model)
+        if not decision.admitted:
+            raise self._refusal(decision, reservation)
+        return Admission(app_id, reservation.id, tokens, cost, decision.states, hard_cap, model)
+
+    def _unavailable(self, app_id: str, limits: Limits, hard_cap: bool, model: str) -> Admission:
+        closed = [
+            name
+            for name in limits.names()
+            if not (
+                self._policy.requests_fail_open
+                if name in REQUEST_LIMITS
+                else self._policy.tokens_fail_open
+            )
+        ]
+        if closed:
+            self.unavailable_refusals += 1
+            logger.bind(limits=closed).error("quota counters unavailable; failing closed")
+            raise QuotaUnavailable(
+                "The quota service is unavailable; the request cannot be admitted safely. "
+                "Retry shortly.",
+                retry_after=1.0,
+            )
+        self.unavailable_admissions += 1
+        logger.bind(limits=limits.names()).warning("quota counters unavailable; failing open")
+        return Admission(app_id, None, 0, 0, (), hard_cap, model)
+
+    @staticmethod
+    def _refusal(decision: Decision, reservation: Reservation) -> QuotaExceeded:
+        name = decision.limit or "quota"
+        state = next((s for s in decision.states if s.name == name), None)
+        described = _LIMIT_NAMES.get(name, name)
+        if (
+            state is not None
+            and name in ("tpm", "tokens_per_day")
+            and reservation.tokens > state.limit
+        ):
+            detail = (
+                f"this request alone needs up to {reservation.tokens} tokens "
+                f"(prompt + max_tokens), more than the limit of {state.limit}"
+            )
+        elif state is not None:
+            detail = f"limit {state.limit}"
+        else:
+            detail = "limit reached"
+        return QuotaExceeded(
+            f"Quota exceeded: {described} ({name}, {detail}).",
+            retry_after=decision.retry_after,
+            limit=name,
+            states=decision.states,
+        )
+
+    def cost_micros(self, model: str, prompt_tokens: int, completion_tokens: int) -> int:
+        if not self._prices.knows(model):
+            return 0
+        return self._prices.cost_micros(model, prompt_tokens, completion_tokens)
+
+    async def settle(
+        self, admission: Admission, *, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        if admission.reservation_id is None:
+            return
+        now = self._clock()
+        try:
+            await self._counters.settle(
+                admission.app_id,
+                admission.reservation_id,
+                tokens=prompt_tokens + completion_tokens,
+                cost_micros=self.cost_micros(admission.model, prompt_tokens, completion_tokens),
+                now=now,
+                calendar=Calendar.at(now),
+            )
+        except CountersUnavailable:
+            # The lease expires by itself; the usage is in the interaction record.
+            logger.bind(reservation=admission.reservation_id).error("quota settle failed")
+
+    async def extend(self, admission: Admission) -> None:
+        if admission.reservation_id is None:
+            return
+        try:
+            await self._counters.extend(
+                admission.app_id, admission.reservation_id, expires=self._clock() + self._ttl
+            )
+        except CountersUnavailable:
+            logger.bind(reservation=admission.reservation_id).warning("quota lease not extended")
+
+    @property
+    def ttl(self) -> float:
+        return self._ttl

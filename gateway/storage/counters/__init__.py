@@ -1,0 +1,1 @@
+"""Quota counters: one protocol, an in-memory backend (one process) and a Redis one (shared)."""

@@ -1,0 +1,25 @@
+"""The upstream protocol the services depend on (one implementation per provider family)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from gateway.upstream.types import ChatRequest, Chunk, Completion
+
+
+class ChunkStream(Protocol):
+    async def next_chunk(self, timeout: float) -> Chunk | None:
+        """The next event, None at the end; raises UpstreamError subclasses."""
+
+    async def aclose(self) -> None:
+        """Close the connection now (cancels generation upstream)."""
+
+
+class UpstreamClient(Protocol):
+    async def open_stream(self, request: ChatRequest) -> ChunkStream:
+        """Send the request and check the status; raises UpstreamError subclasses."""
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """A non-streamed answer; raises UpstreamError subclasses."""
+
+    async def aclose(self) -> None: ...
