@@ -1,0 +1,45 @@
+import { OrchestraConfig } from 'orchestra-client';
+
+/** Where the demo reads its settings at startup: next to `index.html`, written by whoever serves it. */
+export const RUNTIME_CONFIG_URL = 'config.json';
+
+/**
+ * Reads `config.json` (`{"baseUrl": "http://127.0.0.1:8000", "token": "orc_…"}`; `baseUrl` may be `""` or
+ * left out when the gateway serves the demo itself). Rejects with a readable message when it is missing or
+ * malformed, so the page can say what to fix.
+ */
+export async function loadRuntimeConfig(
+  url: string = RUNTIME_CONFIG_URL,
+  fetchFn: typeof fetch = (input, init) => fetch(input, init),
+): Promise<OrchestraConfig> {
+  let response: Response;
+  try {
+    response = await fetchFn(url, { cache: 'no-store' });
+  } catch {
+    throw new Error(`Could not load ${url}.`);
+  }
+  if (!response.ok) {
+    throw new Error(`Could not load ${url} (HTTP ${response.status}).`);
+  }
+  let value: unknown;
+  try {
+    value = await response.json();
+  } catch {
+    throw new Error(`${url} is not valid JSON.`);
+  }
+  return parseRuntimeConfig(value, url);
+}
+
+function parseRuntimeConfig(value: unknown, url: string): OrchestraConfig {
+  if (typeof value !== 'object' || value === null) {
+    throw new Error(`${url} must be a JSON object.`);
+  }
+  const { baseUrl = '', token } = value as Record<string, unknown>;
+  if (typeof baseUrl !== 'string') {
+    throw new Error(`${url}: "baseUrl" must be a string.`);
+  }
+  if (typeof token !== 'string' || token === '') {
+    throw new Error(`${url}: "token" must be a non-empty string (an orc_… app token).`);
+  }
+  return { baseUrl, token };
+}

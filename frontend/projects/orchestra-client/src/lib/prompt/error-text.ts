@@ -1,0 +1,28 @@
+import { AskError } from '../ask/ask-events';
+
+const TEXT_BY_CODE: Readonly<Record<string, string>> = {
+  invalid_request: 'The gateway rejected the request as invalid.',
+  invalid_token: 'Not authorized: the access token is invalid, expired or revoked.',
+  app_disabled: 'This app is disabled on the gateway.',
+  origin_not_allowed: 'This page’s origin is not allowed to use the gateway.',
+  request_too_large: 'The prompt is too large.',
+  quota_exceeded: 'Quota exceeded.',
+  upstream_error: 'The model provider returned an error.',
+  upstream_auth_failed: 'The gateway could not authenticate with the model provider.',
+  upstream_unavailable: 'The model provider is unavailable.',
+  upstream_timeout: 'The model provider took too long to answer.',
+  network_error: 'Could not reach the gateway (network error).',
+  stream_interrupted: 'The answer stopped before it was complete.',
+  bad_response: 'The gateway sent a response this app does not understand.',
+  token_unavailable: 'Could not obtain an access token.',
+};
+
+/** A readable sentence for an error, with the retry time when the gateway gave one. */
+export function describeAskError(error: AskError): string {
+  const text = TEXT_BY_CODE[error.code] ?? error.message;
+  const seconds = error.retryAfterSeconds;
+  if (seconds === undefined) {
+    return text;
+  }
+  return `${text} Try again in ${seconds} ${seconds === 1 ? 'second' : 'seconds'}.`;
+}

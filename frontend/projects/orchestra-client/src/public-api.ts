@@ -1,0 +1,24 @@
+/*
+ * Public API of orchestra-client: the only import path for apps.
+ */
+export { provideOrchestra, ORCHESTRA_CONFIG } from './lib/config';
+export type { OrchestraConfig, OrchestraToken } from './lib/config';
+export { AskClient } from './lib/ask/ask-client';
+export { AskSession } from './lib/ask/ask-session';
+export type { AskStatus } from './lib/ask/ask-session';
+export type {
+  AskDelta,
+  AskDone,
+  AskError,
+  AskErrorCode,
+  AskEvent,
+  AskRequest,
+  AskUsage,
+  ChatMessage,
+  ClientErrorCode,
+  GatewayErrorCode,
+} from './lib/ask/ask-events';
+export { SseParser } from './lib/sse/sse-parser';
+export type { SseMessage } from './lib/sse/sse-parser';
+export { describeAskError } from './lib/prompt/error-text';
+export { Prompt } from './lib/prompt/prompt';
