@@ -46,6 +46,16 @@ LogContent = Annotated[
     str | None,
     typer.Option("--log-content", help="'metadata' (default) or 'full' (also prompt and answer)."),
 ]
+Workflow = Annotated[
+    str | None,
+    typer.Option("--workflow", help="direct (default), conversation or moderated."),
+]
+Fallbacks = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fallback-model", help="Tried in order when the model keeps failing (repeatable)."
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -57,6 +67,8 @@ def _changes(
     system_prompt: str | None,
     max_output_tokens: int | None,
     log_content: str | None,
+    workflow: str | None = None,
+    fallback_models: list[str] | None = None,
 ) -> AppChanges:
     from gateway.services.apps import AppChanges
 
@@ -68,6 +80,8 @@ def _changes(
         system_prompt=system_prompt,
         max_output_tokens=max_output_tokens,
         log_content=log_content,
+        workflow=workflow,
+        fallback_models=None if fallback_models is None else tuple(fallback_models),
     )
 
 
@@ -86,6 +100,8 @@ def add(
     system_prompt: SystemPrompt = None,
     max_output_tokens: MaxOutput = None,
     log_content: LogContent = None,
+    workflow: Workflow = None,
+    fallback_models: Fallbacks = None,
     openai_key_stdin: Annotated[
         bool, typer.Option("--openai-key-stdin", help="Read the app's OpenAI key from stdin.")
     ] = False,
@@ -97,7 +113,15 @@ def add(
     cli = CliContext.of(ctx)
     settings = cli.settings
     changes = _changes(
-        origins, model, allow_models, base_url, system_prompt, max_output_tokens, log_content
+        origins,
+        model,
+        allow_models,
+        base_url,
+        system_prompt,
+        max_output_tokens,
+        log_content,
+        workflow,
+        fallback_models,
     )
     key = None
     keyring = None
@@ -177,13 +201,23 @@ def update(
     system_prompt: SystemPrompt = None,
     max_output_tokens: MaxOutput = None,
     log_content: LogContent = None,
+    workflow: Workflow = None,
+    fallback_models: Fallbacks = None,
     as_json: Json = False,
 ) -> None:
     """Change an app's settings (options not given are left as they are)."""
     from gateway.services import apps as app_service
 
     changes = _changes(
-        origins, model, allow_models, base_url, system_prompt, max_output_tokens, log_content
+        origins,
+        model,
+        allow_models,
+        base_url,
+        system_prompt,
+        max_output_tokens,
+        log_content,
+        workflow,
+        fallback_models,
     )
     info = CliContext.of(ctx).run(lambda db: app_service.update_app(db, name, changes))
     if as_json:

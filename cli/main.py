@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cli import apps, ask, keys, quotas, server, setup, tokens
+from cli import apps, ask, demo, keys, logs, quotas, server, setup, tokens, usage
 
 app = typer.Typer(
     name="orchestra",
@@ -25,9 +25,12 @@ app.add_typer(apps.app, name="apps")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(keys.app, name="keys")
 app.add_typer(quotas.app, name="quotas")
+app.add_typer(logs.app, name="logs")
 app.command("serve")(server.serve)
 app.command("fake-openai")(server.fake_openai)
 app.command("ask")(ask.ask)
+app.command("usage")(usage.usage)
+app.command("demo")(demo.demo)
 
 
 def _version(value: bool) -> None:

@@ -30,6 +30,11 @@ def print_info(message: str) -> None:
     _out.print(message, markup=False)
 
 
+def print_markup(message: str) -> None:
+    """Our own Rich markup (callers escape what they did not write)."""
+    _out.print(message, markup=True, highlight=False)
+
+
 def print_success(message: str) -> None:
     _out.print(f"[green]✓[/] {escape(message)}")
 

@@ -5,6 +5,7 @@ The gateway is started by import string, so this module never imports the server
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +31,7 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
-    from gateway.settings import export_to_environment
+    from gateway.settings import export_raw_environment, export_to_environment
 
     cli = CliContext.of(ctx)
     if workers > 1 and not cli.settings.redis_url:
@@ -41,6 +42,11 @@ def serve(
                 "of workers. Set ORCHESTRA_REDIS_URL=redis://host:6379/0, or use --workers 1."
             )
         )
+    if workers > 1:
+        # prometheus-client's multiprocess mode: every worker writes its values here.
+        shared = Path(tempfile.mkdtemp(prefix="orchestra-metrics-"))
+        export_to_environment({"metrics_multiprocess_dir": str(shared)})
+        export_raw_environment({"PROMETHEUS_MULTIPROC_DIR": str(shared)})
     if ui is not None:
         if not (ui / "index.html").is_file():
             fail(ConfigurationError(f"--ui {ui}: no index.html there; build the UI first."))

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     first_token_timeout_s: float = Field(default=60.0, gt=0)
     idle_timeout_s: float = Field(default=60.0, gt=0)
 
+    # Before the first byte: bounded retries (connect errors, 5xx, 429) within a deadline,
+    # then the app's fallback models. A circuit breaker per upstream URL fails fast after
+    # repeated failures, for a cool-down.
+    upstream_attempts: int = Field(default=3, ge=1)
+    upstream_retry_deadline_s: float = Field(default=20.0, gt=0)
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_cooldown_s: float = Field(default=10.0, gt=0)
+
     # Request limits.
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_prompt_chars: int = Field(default=200_000, gt=0)
@@ -90,6 +98,8 @@ class Settings(BaseSettings):
     # Interaction records are written in batches, off the request path.
     log_batch_size: int = Field(default=200, gt=0)
     log_flush_interval_s: float = Field(default=0.2, gt=0)
+    # Interaction records older than this are deleted by the gateway (hourly); 0 keeps all.
+    log_retention_days: int = Field(default=90, ge=0)
 
     # Quotas. A reservation is a lease: if its replica dies, it expires after this long.
     reservation_ttl_s: float = Field(default=300.0, gt=0)
@@ -99,6 +109,15 @@ class Settings(BaseSettings):
     quota_tokens_on_redis_down: Literal["fail_open", "fail_closed"] = "fail_closed"
     # Prices per model, USD per million tokens, for the monthly budgets.
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+
+    # Workflows: the `conversation` workflow sends at most this many prompt tokens upstream
+    # (system prompt, kept history, new message); the oldest turns are dropped first.
+    conversation_token_budget: int = Field(default=8000, gt=0)
+
+    # Metrics: GET /metrics needs this bearer token when set (else: restrict by bind address).
+    metrics_token: SecretStr | None = None
+    # Set by `orchestra serve --workers N` (N > 1): where the workers share their metrics.
+    metrics_multiprocess_dir: Path | None = None
 
     # Logging.
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -157,3 +176,13 @@ def export_to_environment(values: dict[str, str]) -> None:
     """Hand settings to server worker processes, which build their own from the environment."""
     for key, value in values.items():
         os.environ[f"ORCHESTRA_{key.upper()}"] = value
+
+
+def export_raw_environment(values: dict[str, str]) -> None:
+    """Variables other libraries read themselves (prometheus-client's multiprocess dir)."""
+    os.environ.update(values)
+
+
+def environment_without_orchestra() -> dict[str, str]:
+    """The process environment minus ORCHESTRA_* (for child processes with their own config)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRA_")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -85,8 +85,3 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         await db.close()
         if schema is not None:
             await schema.drop()
-
-
-@pytest.fixture
-def sqlite_file(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "orchestra.db"

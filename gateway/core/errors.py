@@ -8,7 +8,8 @@ CLI all read these two attributes, so a new error cannot be added without a rend
     ├── InvalidRequest (400 invalid_request)
     │   ├── UnprocessableRequest (422 invalid_request)
     │   ├── RequestTooLarge (413 request_too_large)
-    │   └── ModelNotAllowed (400 model_not_allowed)
+    │   ├── ModelNotAllowed (400 model_not_allowed)
+    │   └── ContentFlagged (400 content_flagged)
     ├── Unauthenticated (401 invalid_token)
     ├── Forbidden (403 forbidden)
     │   ├── AppDisabled (403 app_disabled)
@@ -22,6 +23,7 @@ CLI all read these two attributes, so a new error cannot be added without a rend
     │   └── NotInitialised (500 not_initialised)
     ├── StorageUnavailable (503 storage_unavailable)
     └── UpstreamError (502 upstream_error)
+        ├── UpstreamRejected (502 upstream_error: the upstream's 4xx, never retried)
         ├── UpstreamAuthFailed (502 upstream_auth_failed)
         ├── UpstreamTimeout (504 upstream_timeout)
         ├── UpstreamRateLimited (429 upstream_rate_limited, retry_after)
@@ -68,6 +70,13 @@ class RequestTooLarge(InvalidRequest):
 
 class ModelNotAllowed(InvalidRequest):
     code = "model_not_allowed"
+    http_status = 400
+
+
+class ContentFlagged(InvalidRequest):
+    """The moderation step flagged the prompt; the chat model was not called."""
+
+    code = "content_flagged"
     http_status = 400
 
 
@@ -151,6 +160,14 @@ class UpstreamError(GatewayError):
     code = "upstream_error"
     http_status = 502
     retryable = True
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream refused the request itself (a 4xx): retrying it would not help."""
+
+    retryable = False
+    #: The upstream's HTTP status (404: the model does not exist there; try a fallback).
+    upstream_status: int = 400
 
 
 class UpstreamAuthFailed(UpstreamError):

@@ -9,6 +9,8 @@ from gateway.core.errors import InvalidRequest
 
 _APP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _LOG_CONTENT = ("metadata", "full")
+#: The workflows an app can be bound to (each defined in gateway/flows, "direct" = no graph).
+WORKFLOWS = ("direct", "conversation", "moderated")
 
 
 def app_name(name: str) -> str:
@@ -76,6 +78,12 @@ def base_url(value: str) -> str:
 def log_content(value: str) -> str:
     if value not in _LOG_CONTENT:
         raise InvalidRequest(f"Invalid log content {value!r}: use 'metadata' or 'full'.")
+    return value
+
+
+def workflow(value: str) -> str:
+    if value not in WORKFLOWS:
+        raise InvalidRequest(f"Unknown workflow {value!r}: use one of {', '.join(WORKFLOWS)}.")
     return value
 
 

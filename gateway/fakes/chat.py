@@ -164,7 +164,7 @@ def make_plan(config: FakeOpenAIConfig, body: dict[str, Any], directives: Direct
         deltas = tuple(_WORD_DELTAS[i] for i in indices)
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     finish_reason = "stop"
-    if limit is not None and limit < len(deltas):
+    if limit is not None and limit < len(deltas) and not directives.ignore_max_tokens:
         texts, deltas, finish_reason = texts[:limit], deltas[:limit], "length"
     options = body.get("stream_options")
     first_ms = directives.first_token_ms

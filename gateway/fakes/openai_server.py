@@ -35,6 +35,8 @@ Directives, written anywhere in the LAST user message (moderations: in the input
   disconnects; recorded as ``cancelled``.
 - ``[tokens:N]``: answer N content chunks instead of ``tokens`` (at most 100000).
 - ``[token-ms:MS]`` and ``[first-token-ms:MS]``: override ``token_ms`` / ``first_token_ms``.
+- ``[ignore-max-tokens]``: answer the full token count even past ``max_tokens`` (an upstream
+  that overshoots, to test the gateway's hard cap).
 - ``[xss]``: the answer is exactly ``<img src=x onerror=alert(1)>``, split across 4 chunks.
 
 ``fail_rate`` applies on top: every chat/moderation request that passes auth and validation

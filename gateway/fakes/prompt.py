@@ -25,7 +25,7 @@ from http import HTTPStatus
 from typing import Any
 
 _DIRECTIVE_RE = re.compile(
-    r"\[(fail|die-after|tokens|token-ms|first-token-ms):([0-9]+(?:\.[0-9]+)?)\]|\[(hang|xss)\]"
+    r"\[(fail|die-after|tokens|token-ms|first-token-ms):([0-9]+(?:\.[0-9]+)?)\]|\[(hang|xss|ignore-max-tokens)\]"
 )
 _FAIL_STATUSES = frozenset(str(status.value) for status in HTTPStatus if status >= 400)
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
@@ -57,6 +57,8 @@ class Directives:
     tokens: int | None = None
     token_ms: float | None = None
     first_token_ms: float | None = None
+    #: Answer the full token count even past max_tokens (a misbehaving upstream).
+    ignore_max_tokens: bool = False
 
 
 NO_DIRECTIVES = Directives()
@@ -70,7 +72,7 @@ def parse_directives(text: str) -> Directives:
     for match in _DIRECTIVE_RE.finditer(text):
         name, value, flag = match.group(1), match.group(2), match.group(3)
         if flag is not None:
-            found[flag] = True
+            found[flag.replace("-", "_")] = True
         elif name in ("token-ms", "first-token-ms"):
             found[name.replace("-", "_")] = float(value)
         elif name == "fail":

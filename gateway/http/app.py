@@ -9,7 +9,7 @@ from gateway import __version__
 from gateway.http.errors import install_error_handlers
 from gateway.http.lifespan import lifespan_for
 from gateway.http.middleware import GatewayMiddleware
-from gateway.http.routes import ask, logs, openai_compat, status
+from gateway.http.routes import ask, conversations, logs, metrics, openai_compat, status
 from gateway.observability.logging import configure_logging
 from gateway.settings import Settings, load_settings
 
@@ -30,6 +30,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_compat.router)
     app.include_router(status.router)
     app.include_router(logs.router)
+    app.include_router(conversations.router)
+    app.include_router(metrics.router)
     if settings.ui_dir is not None:
         # Last, so that the API routes win; html=True serves index.html for "/".
         app.mount("/", StaticFiles(directory=settings.ui_dir, html=True), name="ui")

@@ -5,18 +5,25 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import anyio
 from fastapi import FastAPI
+from loguru import logger
 from redis.asyncio import Redis
 
+from gateway.core.errors import GatewayError
 from gateway.core.pricing import Price, PriceTable
+from gateway.flows.checkpoints import open_checkpoints
+from gateway.flows.runner import Runner, RunnerSettings
 from gateway.http.resources import Resources
+from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
 from gateway.security.master_key import resolve_master_keys
 from gateway.services.auth_cache import AuthCache
 from gateway.services.interactions import InteractionRecorder
 from gateway.services.limiter import FailPolicy, Limiter
+from gateway.services.logs import prune_logs
 from gateway.services.origins import KnownOrigins
 from gateway.settings import Settings
 from gateway.storage.counters.memory import MemoryCounters
@@ -24,7 +31,39 @@ from gateway.storage.counters.protocol import QuotaCounters
 from gateway.storage.counters.redis import RedisCounters
 from gateway.storage.database import Database
 from gateway.upstream.openai import OpenAIUpstream
+from gateway.upstream.resilience import CircuitBreakers, ResilientUpstream, RetryPolicy
 from gateway.upstream.tokenizer import warm_up
+
+
+async def prune_forever(db: Database, days: int) -> None:
+    """Keep the interaction table bounded: delete what is older than the retention, hourly."""
+    while True:
+        try:
+            deleted = await prune_logs(db, older_than=timedelta(days=days))
+            if deleted:
+                logger.bind(deleted=deleted).info("old interaction records pruned")
+        except GatewayError:
+            logger.warning("pruning interaction records failed; will retry")
+        await anyio.sleep(3600)
+
+
+async def watch_dependencies(resources: Resources, interval: float = 10.0) -> None:
+    """Keep orchestra_dependency_up current even when nobody calls /status."""
+    metrics = resources.metrics
+    failing: set[str] = set()
+    while True:
+        states = resources.breakers.states()
+        for upstream in failing | set(states):
+            metrics.circuit_open.labels(upstream).set(states.get(upstream, "closed") == "open")
+        failing = set(states)
+        metrics.dependency_up.labels("database").set(1 if await resources.db.ping() else 0)
+        if resources.redis is not None:
+            try:
+                await resources.redis.ping()
+                metrics.dependency_up.labels("redis").set(1)
+            except Exception:  # noqa: BLE001 (any failure means "down")
+                metrics.dependency_up.labels("redis").set(0)
+        await anyio.sleep(interval)
 
 
 def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
@@ -35,12 +74,29 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         )
         db = Database.open(settings.resolved_database_url, schema=settings.database_schema)
         await db.ensure_current()
-        recorder = InteractionRecorder(
-            db, batch_size=settings.log_batch_size, flush_interval=settings.log_flush_interval_s
+        multiprocess_dir = settings.metrics_multiprocess_dir
+        metrics = Metrics(
+            multiprocess_dir=None if multiprocess_dir is None else str(multiprocess_dir)
         )
-        upstream = OpenAIUpstream(
+        recorder = InteractionRecorder(
+            db,
+            batch_size=settings.log_batch_size,
+            flush_interval=settings.log_flush_interval_s,
+            metrics=metrics,
+        )
+        openai = OpenAIUpstream(
             connect_timeout=settings.connect_timeout_s,
             first_token_timeout=settings.first_token_timeout_s,
+        )
+        upstream = ResilientUpstream(
+            openai,
+            policy=RetryPolicy(
+                attempts=settings.upstream_attempts, deadline_s=settings.upstream_retry_deadline_s
+            ),
+            breakers=CircuitBreakers(
+                failure_threshold=settings.circuit_failure_threshold,
+                cooldown_s=settings.circuit_cooldown_s,
+            ),
         )
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         counters: QuotaCounters = MemoryCounters() if redis is None else RedisCounters(redis)
@@ -59,21 +115,41 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             ),
         )
         await anyio.to_thread.run_sync(warm_up, settings.default_model)
+        checkpoints = await open_checkpoints(
+            settings.resolved_database_url, schema=settings.database_schema
+        )
+        workflows = Runner(
+            upstream=upstream,
+            moderator=openai,
+            checkpointer=checkpoints.saver,
+            settings=RunnerSettings(
+                first_token_timeout=settings.first_token_timeout_s,
+                idle_timeout=settings.idle_timeout_s,
+                token_budget=settings.conversation_token_budget,
+            ),
+        )
         app.state.resources = Resources(
             settings=settings,
             db=db,
             keyring=Keyring(keys),
             upstream=upstream,
+            breakers=upstream.breakers,
             recorder=recorder,
             limiter=limiter,
             auth=AuthCache(db, ttl=settings.auth_cache_ttl_s),
             origins=KnownOrigins(db),
             redis=redis,
+            metrics=metrics,
             started_at=time.time(),
+            workflows=workflows,
         )
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(recorder.run)
+                await tasks.start(workflows.run)
+                tasks.start_soon(watch_dependencies, app.state.resources)
+                if settings.log_retention_days:
+                    tasks.start_soon(prune_forever, db, settings.log_retention_days)
                 try:
                     yield
                 finally:
@@ -81,6 +157,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         finally:
             with anyio.CancelScope(shield=True):
                 await recorder.close()
+                await checkpoints.close()
                 await upstream.aclose()
                 if redis is not None:
                     await redis.aclose()

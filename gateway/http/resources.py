@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from gateway.flows.runner import Runner
+from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
 from gateway.services.ask import AskDeps
 from gateway.services.auth_cache import AuthCache
@@ -15,6 +17,7 @@ from gateway.services.origins import KnownOrigins
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.upstream.client import UpstreamClient
+from gateway.upstream.resilience import CircuitBreakers
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +26,15 @@ class Resources:
     db: Database
     keyring: Keyring
     upstream: UpstreamClient
+    breakers: CircuitBreakers
     recorder: InteractionRecorder
     limiter: Limiter
     auth: AuthCache
     origins: KnownOrigins
     redis: Redis | None
+    metrics: Metrics
     started_at: float
+    workflows: Runner | None = None
 
     @property
     def ask_deps(self) -> AskDeps:
@@ -38,6 +44,8 @@ class Resources:
             upstream=self.upstream,
             recorder=self.recorder,
             limiter=self.limiter,
+            metrics=self.metrics,
             first_token_timeout=self.settings.first_token_timeout_s,
             idle_timeout=self.settings.idle_timeout_s,
+            workflows=self.workflows,
         )

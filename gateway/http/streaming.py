@@ -5,11 +5,16 @@ upstream would keep running (and billing) after the browser left. Here three thi
 one task group: the producer (reads the answer, encodes events), the writer (sends, and sends
 ``: ping`` when nothing came for ``ping_interval``), and a listener for ``http.disconnect``
 that cancels the other two at once. Whatever ends the stream, ``settle`` runs shielded.
+
+Before the response starts (the peek, or a whole non-streamed answer) nothing is being sent,
+so nothing would notice a client that gives up: ``unless_disconnected`` runs that work with the
+same listener and raises ``ClientDisconnected`` once it cancelled it.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -19,6 +24,44 @@ from starlette.types import Receive, Scope, Send
 from gateway.http.sse import PING
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+T = TypeVar("T")
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the response started; the work was cancelled."""
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(receive: Receive, work: Callable[[], Awaitable[T]]) -> T:
+    """``await work()``, cancelled at once if the client disconnects (``ClientDisconnected``).
+
+    Call it after the request body was read: the only message left to receive is the disconnect.
+    """
+    results: list[T] = []
+    errors: list[Exception] = []
+
+    async def run(scope: anyio.CancelScope) -> None:
+        try:
+            results.append(await work())
+        except Exception as exc:  # noqa: BLE001 (re-raised below, outside the task group)
+            errors.append(exc)
+        finally:
+            scope.cancel()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(run, tasks.cancel_scope)
+        await _wait_for_disconnect(receive)
+        tasks.cancel_scope.cancel()
+    if errors:
+        raise errors[0]
+    if not results:
+        raise ClientDisconnected
+    return results[0]
 
 
 class SSEResponse(Response):

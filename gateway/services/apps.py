@@ -30,6 +30,8 @@ class AppChanges:
     system_prompt: str | None = None
     max_output_tokens: int | None = None
     log_content: str | None = None
+    workflow: str | None = None
+    fallback_models: tuple[str, ...] | None = None
 
     def validated(self) -> AppChanges:
         validation.positive(self.max_output_tokens, "--max-output-tokens")
@@ -47,6 +49,10 @@ class AppChanges:
             log_content=None
             if self.log_content is None
             else validation.log_content(self.log_content),
+            workflow=None if self.workflow is None else validation.workflow(self.workflow),
+            fallback_models=None
+            if self.fallback_models is None
+            else tuple(dict.fromkeys(validation.model_name(m) for m in self.fallback_models)),
         )
 
 
@@ -90,6 +96,10 @@ def _apply(app: App, changes: AppChanges) -> None:
         app.max_output_tokens = changes.max_output_tokens
     if changes.log_content is not None:
         app.log_content = changes.log_content
+    if changes.workflow is not None:
+        app.workflow = changes.workflow
+    if changes.fallback_models is not None:
+        app.fallback_models = list(changes.fallback_models)
     # The default model is always allowed.
     if app.model not in app.allowed_models:
         app.allowed_models = [app.model, *app.allowed_models]
@@ -167,12 +177,12 @@ async def remove_app(db: Database, name: str) -> None:
 
 
 async def get_app(db: Database, name: str) -> AppInfo:
-    async with db.session() as session:
+    async with db.read() as session:
         return await _info(session, await _get(session, name))
 
 
 async def list_apps(db: Database) -> list[AppInfo]:
-    async with db.session() as session:
+    async with db.read() as session:
         return [await _info(session, app) for app in await app_rows.list_apps(session)]
 
 

@@ -14,9 +14,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from gateway.core.clock import utcnow
 from gateway.core.errors import GatewayError, ModelNotAllowed, QuotaExceeded, UpstreamError
-from gateway.core.quota_policy import LimitState
+from gateway.core.quota_policy import MICROS, LimitState
+from gateway.flows.protocol import WorkflowRunner
+from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
 from gateway.services.interactions import InteractionRecord, InteractionRecorder
 from gateway.services.limiter import Admission, Limiter
@@ -37,6 +41,9 @@ class AskDeps:
     limiter: Limiter
     first_token_timeout: float
     idle_timeout: float
+    #: Runs the LangGraph workflows; None: every app answers directly.
+    workflows: WorkflowRunner | None = None
+    metrics: Metrics | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,7 @@ def chat_request(ctx: AppContext, inp: AskInput, api_key: str) -> ChatRequest:
         max_tokens=max_tokens,
         temperature=inp.temperature,
         extra=inp.extra,
+        fallback_models=tuple(m for m in ctx.fallback_models if m != model),
     )
 
 
@@ -141,6 +149,8 @@ class Answer:
         self._lease_renewed_at = 0.0
         self._capped = False
         self._quota_settled = False
+        self._upstream_started: float | None = None
+        self._streaming = False
 
     @property
     def limit_states(self) -> tuple[LimitState, ...]:
@@ -176,16 +186,31 @@ class Answer:
         """Start the upstream call and read its first event; raises GatewayError."""
         try:
             request = await self._prepare()
-            self._stream = await self._deps.upstream.open_stream(request)
+            self._stream = await self._open_stream(request)
             # Peek one event: the upstream has accepted the request (OpenAI sends the role
             # chunk at once). The wait for the first token happens after the headers, with
             # pings, so a slow model does not look like a dead connection.
             chunk = await self._next()
             if chunk is not None:
                 self._buffered.append(chunk)
+            if self._deps.metrics is not None:
+                self._deps.metrics.active_streams.labels(self._ctx.app_name).inc()
+                self._streaming = True
         except GatewayError as error:
             self._error = error
             raise
+
+    async def _open_stream(self, request: ChatRequest) -> ChunkStream:
+        self._upstream_started = time.perf_counter()
+        workflows = self._deps.workflows
+        if self._ctx.workflow == "direct" or workflows is None:
+            return await self._deps.upstream.open_stream(request)
+        return await workflows.open_stream(
+            self._ctx.workflow,
+            request,
+            app_id=self._ctx.app_id,
+            conversation_id=self._inp.conversation_id,
+        )
 
     async def _next(self) -> Chunk | None:
         assert self._stream is not None
@@ -242,7 +267,7 @@ class Answer:
         prompt = self._prompt_estimate or 0
         over = prompt + self._content_chunks > admission.token_cap
         if not over and admission.cost_micros:
-            cost = self._deps.limiter.cost_micros(self._model, prompt, self._content_chunks)
+            cost = self._deps.limiter.cost_micros(admission.model, prompt, self._content_chunks)
             over = cost > admission.cost_micros
         if over:
             self._content_chunks -= 1  # that chunk is neither forwarded nor counted
@@ -282,11 +307,15 @@ class Answer:
 
     async def complete(self) -> Completion:
         """A non-streamed answer, recorded; raises GatewayError."""
+        if self._ctx.workflow != "direct" and self._deps.workflows is not None:
+            return await self._collect_stream()
         try:
             request = await self._prepare()
+            self._upstream_started = time.perf_counter()
             completion = await self._deps.upstream.complete(request)
         except GatewayError as error:
             self._settled = True
+            self._error = error
             await self._settle_quota(Usage())
             self._record_error(error)
             raise
@@ -300,6 +329,42 @@ class Answer:
         self.record(outcome="completed", http_status=200, error_code=None)
         return completion
 
+    async def _collect_stream(self) -> Completion:
+        """Workflows only stream: a JSON answer is the stream, collected."""
+        await self.open()
+        parts: list[str] = []
+        done: Done | None = None
+        try:
+            async for event in self.events():
+                if isinstance(event, Failed):
+                    raise event.error
+                if isinstance(event, Delta):
+                    parts.append(event.chunk.text)
+                else:
+                    done = event
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.settle()
+        assert done is not None  # events() ends with Done or Failed
+        text = "".join(parts)
+        raw = {
+            "id": f"chatcmpl-{self._meta.request_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": done.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": done.finish_reason,
+                }
+            ],
+            "usage": done.usage.to_json(),
+        }
+        return Completion(
+            raw=raw, text=text, finish_reason=done.finish_reason, model=done.model, usage=done.usage
+        )
+
     async def settle(self) -> None:
         """Close the upstream and record the interaction, once. Call it shielded."""
         if self._settled:
@@ -307,6 +372,8 @@ class Answer:
         self._settled = True
         if self._stream is not None:
             await self._stream.aclose()
+        if self._streaming and self._deps.metrics is not None:
+            self._deps.metrics.active_streams.labels(self._ctx.app_name).dec()
         await self._settle_quota(self._consumed())
         if self._completed:
             self.record(outcome="completed", http_status=200, error_code=None)
@@ -344,14 +411,29 @@ class Answer:
                 app_id=self._ctx.app_id,
                 app_name=self._ctx.app_name,
                 model=self._model,
+                workflow=self._ctx.workflow,
                 error_code=error_code,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 ttft_ms=ttft,
                 duration_ms=(time.perf_counter() - self._meta.started) * 1000,
+                # Priced by the model asked for: upstreams answer with dated snapshot names.
+                cost_usd=self._deps.limiter.cost_micros(
+                    self._request.model if self._request else self._model,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                )
+                / MICROS,
                 origin=self._meta.origin,
                 prompt_text=prompt_text(self._inp.messages) if self._keep_text else None,
                 answer_text="".join(self._text) if self._keep_text else None,
                 request_metadata=self._inp.metadata,
+                quota_limit=self._error.limit if isinstance(self._error, QuotaExceeded) else None,
+                upstream_s=self._upstream_seconds(),
             )
         )
+
+    def _upstream_seconds(self) -> float | None:
+        if self._upstream_started is None:
+            return None
+        return time.perf_counter() - self._upstream_started

@@ -19,6 +19,7 @@ from loguru import logger
 
 from gateway.core.clock import utcnow
 from gateway.core.errors import StorageUnavailable
+from gateway.observability.metrics import Metrics, Observation
 from gateway.storage import request_logs
 from gateway.storage.database import Database
 
@@ -33,6 +34,8 @@ class InteractionRecord:
     app_id: str | None = None
     app_name: str | None = None
     model: str | None = None
+    #: The app's workflow that answered (direct, conversation, moderated); None if refused earlier.
+    workflow: str | None = None
     error_code: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -43,6 +46,32 @@ class InteractionRecord:
     prompt_text: str | None = None
     answer_text: str | None = None
     request_metadata: dict[str, Any] | None = field(default=None)
+    # For the metrics only (not stored): the quota that refused, the upstream's time.
+    quota_limit: str | None = field(default=None, compare=False)
+    upstream_s: float | None = field(default=None, compare=False)
+
+    def row(self) -> dict[str, Any]:
+        """The columns of the request_logs row."""
+        data = asdict(self)
+        del data["quota_limit"], data["upstream_s"]
+        return data
+
+    def observation(self) -> Observation:
+        return Observation(
+            route=self.route,
+            app=self.app_name or "unknown",
+            outcome=self.outcome,
+            http_status=self.http_status,
+            model=self.model,
+            error_code=self.error_code,
+            quota_limit=self.quota_limit,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost_usd=self.cost_usd,
+            duration_s=self.duration_ms / 1000,
+            ttft_s=None if self.ttft_ms is None else self.ttft_ms / 1000,
+            upstream_s=self.upstream_s,
+        )
 
 
 class InteractionRecorder:
@@ -53,8 +82,10 @@ class InteractionRecorder:
         batch_size: int = 200,
         flush_interval: float = 0.2,
         max_buffered: int = 100_000,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._buffer: deque[InteractionRecord] = deque()
@@ -64,9 +95,13 @@ class InteractionRecorder:
         self.written = 0
 
     def record(self, record: InteractionRecord) -> None:
+        if self._metrics is not None:
+            self._metrics.observe(record.observation())
         if len(self._buffer) >= self._max_buffered:
             self._buffer.popleft()
             self.dropped += 1
+            if self._metrics is not None:
+                self._metrics.records_dropped.inc()
             logger.bind(dropped=self.dropped).error(
                 "interaction buffer full; oldest record dropped"
             )
@@ -86,7 +121,7 @@ class InteractionRecorder:
             ]
             try:
                 async with self._db.session() as session:
-                    await request_logs.append_logs(session, [asdict(r) for r in batch])
+                    await request_logs.append_logs(session, [r.row() for r in batch])
             except BaseException:
                 self._buffer.extendleft(reversed(batch))
                 raise

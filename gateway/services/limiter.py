@@ -200,9 +200,10 @@ class Limiter:
     async def extend(self, admission: Admission) -> None:
         if admission.reservation_id is None:
             return
+        now = self._clock()
         try:
             await self._counters.extend(
-                admission.app_id, admission.reservation_id, expires=self._clock() + self._ttl
+                admission.app_id, admission.reservation_id, now=now, expires=now + self._ttl
             )
         except CountersUnavailable:
             logger.bind(reservation=admission.reservation_id).warning("quota lease not extended")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
+import anyio
+
+from gateway.core.clock import utcnow
 from gateway.storage import request_logs
 from gateway.storage.database import Database
 from gateway.storage.request_logs import LogFilter
@@ -31,6 +36,7 @@ def record_to_json(record: RequestLog) -> dict[str, Any]:
         "request_id": record.request_id,
         "route": record.route,
         "model": record.model,
+        "workflow": record.workflow,
         "outcome": record.outcome,
         "http_status": record.http_status,
         "error_code": record.error_code,
@@ -57,9 +63,36 @@ def parse_cursor(cursor: str | None) -> int | None:
 
 async def recent_logs(db: Database, where: LogFilter, *, limit: int) -> LogPage:
     limit = max(1, min(limit, MAX_LIMIT))
-    async with db.session() as session:
+    async with db.read() as session:
         rows = list(await request_logs.find_logs(session, where, limit=limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = str(rows[-1].id) if more and rows else None
     return LogPage(records=[record_to_json(row) for row in rows], next_cursor=cursor)
+
+
+async def follow_logs(
+    db: Database, where: LogFilter, *, poll_interval: float = 0.5, backlog: int = 0
+) -> AsyncIterator[dict[str, Any]]:
+    """The last ``backlog`` records (oldest first), then new ones as any replica writes them."""
+    async with db.read() as session:
+        latest = list(await request_logs.find_logs(session, where, limit=max(backlog, 1)))
+    last_id = latest[0].id if latest else 0
+    for row in reversed(latest[:backlog]):
+        yield record_to_json(row)
+    while True:
+        async with db.read() as session:
+            rows = await request_logs.find_logs(
+                session, replace(where, after_id=last_id or 0), limit=MAX_LIMIT
+            )
+        for row in rows:
+            last_id = row.id or last_id
+            yield record_to_json(row)
+        if len(rows) < MAX_LIMIT:
+            await anyio.sleep(poll_interval)
+
+
+async def prune_logs(db: Database, *, older_than: timedelta) -> int:
+    """Delete records older than ``older_than``; the number deleted."""
+    async with db.session() as session:
+        return await request_logs.delete_logs_before(session, utcnow() - older_than)

@@ -17,7 +17,7 @@ class KnownOrigins:
 
     async def allows(self, origin: str) -> bool:
         if time.monotonic() >= self._expires:
-            async with self._db.session() as session:
+            async with self._db.read() as session:
                 apps = await app_rows.list_apps(session)
             self._origins = frozenset(o for app in apps if not app.disabled for o in app.origins)
             self._expires = time.monotonic() + self._ttl

@@ -48,7 +48,7 @@ async def set_provider_key(db: Database, keyring: Keyring, *, app_name: str, key
 
 
 async def provider_key_for(db: Database, keyring: Keyring, *, app_id: str) -> str:
-    async with db.session() as session:
+    async with db.read() as session:
         row = await key_rows.get_encrypted_key(session, app_id)
     if row is None:
         raise ConfigurationError(

@@ -33,7 +33,7 @@ async def set_quota(db: Database, *, app_name: str, changes: QuotaLimits) -> Quo
 
 
 async def get_limits(db: Database, *, app_name: str) -> QuotaLimits:
-    async with db.session() as session:
+    async with db.read() as session:
         app = await app_rows.find_app_by_name(session, app_name)
         if app is None:
             raise NotFound(f"No app named {app_name!r}. See `orchestra apps list`.")

@@ -35,6 +35,8 @@ class AppContext:
     system_prompt: str | None
     max_output_tokens: int
     log_content: str
+    workflow: str = "direct"
+    fallback_models: tuple[str, ...] = ()
     limits: QuotaLimits = field(default_factory=QuotaLimits)
 
 
@@ -67,7 +69,7 @@ async def issue_token(
 
 
 async def list_tokens(db: Database, *, app_name: str) -> list[TokenInfo]:
-    async with db.session() as session:
+    async with db.read() as session:
         app = await app_rows.find_app_by_name(session, app_name)
         if app is None:
             raise NotFound(f"No app named {app_name!r}. See `orchestra apps list`.")
@@ -98,6 +100,8 @@ def _context(token: ClientToken, app: App, limits: QuotaLimits) -> AppContext:
         system_prompt=app.system_prompt,
         max_output_tokens=app.max_output_tokens,
         log_content=app.log_content,
+        workflow=app.workflow,
+        fallback_models=tuple(app.fallback_models),
         limits=limits,
     )
 
@@ -106,7 +110,7 @@ async def authenticate(db: Database, presented: str, *, now: datetime | None = N
     """The app behind a presented token, or ``Unauthenticated`` / ``AppDisabled``."""
     if not token_secrets.looks_like_token(presented):
         raise Unauthenticated(INVALID_TOKEN_MESSAGE)
-    async with db.session() as session:
+    async with db.read() as session:
         found = await token_rows.find_token_with_app(session, token_secrets.digest(presented))
         quota = None if found is None else await quota_rows.get_quota(session, found[1].id)
     if found is None:

@@ -21,10 +21,12 @@ class AppInfo:
     origins: tuple[str, ...]
     model: str
     allowed_models: tuple[str, ...]
+    fallback_models: tuple[str, ...]
     base_url: str
     system_prompt: str | None
     max_output_tokens: int
     log_content: str
+    workflow: str
     disabled: bool
     has_provider_key: bool
     created_at: datetime
@@ -38,10 +40,12 @@ class AppInfo:
             origins=tuple(app.origins),
             model=app.model,
             allowed_models=tuple(app.allowed_models),
+            fallback_models=tuple(app.fallback_models),
             base_url=app.base_url,
             system_prompt=app.system_prompt,
             max_output_tokens=app.max_output_tokens,
             log_content=app.log_content,
+            workflow=app.workflow,
             disabled=app.disabled,
             has_provider_key=has_provider_key,
             created_at=app.created_at,
@@ -55,10 +59,12 @@ class AppInfo:
             "origins": list(self.origins),
             "model": self.model,
             "allowed_models": list(self.allowed_models),
+            "fallback_models": list(self.fallback_models),
             "base_url": self.base_url,
             "system_prompt": self.system_prompt,
             "max_output_tokens": self.max_output_tokens,
             "log_content": self.log_content,
+            "workflow": self.workflow,
             "disabled": self.disabled,
             "has_provider_key": self.has_provider_key,
             "created_at": _iso(self.created_at),

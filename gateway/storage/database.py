@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.core.errors import NotInitialised, StorageUnavailable
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_READONLY = "orchestra_readonly"
 _NOT_INITIALISED = (
     "The database is not initialised. Run `orchestra init` (or `orchestra db upgrade`)."
 )
@@ -49,12 +50,24 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # SQLAlchemy, not the driver, starts transactions (see _on_sqlite_begin).
+    dbapi_connection.isolation_level = None
+
+
+def _on_sqlite_begin(connection: sa.Connection) -> None:
+    # A deferred transaction that reads and then writes fails at once with "database is
+    # locked" when another connection wrote in between (WAL snapshot rule; the busy timeout
+    # does not apply). Units of work that may write therefore take the write lock up front;
+    # read-only ones (Database.read) stay deferred, so readers never queue behind writers.
+    readonly = connection.get_execution_options().get(_READONLY, False)
+    connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 class Database:
     def __init__(self, engine: AsyncEngine, *, sqlite_path: Path | None = None) -> None:
         self.engine = engine
         self._sqlite_path = sqlite_path
+        self._readonly_engine = engine.execution_options(**{_READONLY: True})
 
     @classmethod
     def open(cls, url: str, *, schema: str | None = None, pool_size: int = 10) -> Database:
@@ -63,6 +76,7 @@ class Database:
             path = url.split("///", 1)[-1].split("?", 1)[0]
             engine = create_async_engine(url, connect_args={"timeout": 30})
             sa.event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+            sa.event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
             return cls(engine, sqlite_path=Path(path) if path and path != ":memory:" else None)
         else:
             connect_args: dict[str, Any] = {}
@@ -81,11 +95,18 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
         """One short unit of work: committed on success, rolled back on error."""
+        return self._unit_of_work(self.engine)
+
+    def read(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A read-only unit of work (on SQLite it never waits for a writer)."""
+        return self._unit_of_work(self._readonly_engine)
+
+    @asynccontextmanager
+    async def _unit_of_work(self, engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
         try:
-            async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            async with AsyncSession(engine, expire_on_commit=False) as session:
                 try:
                     yield session
                     await session.commit()

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert
+from sqlalchemy import case, delete, func, insert
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -50,3 +51,47 @@ async def find_logs(session: AsyncSession, where: LogFilter, *, limit: int) -> S
         statement = statement.order_by(col(RequestLog.id).desc())
     result = await session.exec(statement.limit(limit))
     return result.all()
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    app_name: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    rejections: int
+    quota_rejections: int
+
+
+async def sum_usage(
+    session: AsyncSession, *, since: datetime, app_id: str | None = None
+) -> list[UsageRow]:
+    rejected = case((col(RequestLog.outcome) == "rejected", 1), else_=0)
+    quota = case((col(RequestLog.error_code) == "quota_exceeded", 1), else_=0)
+    statement = (
+        sa_select(  # sqlmodel's select() is typed for at most four columns
+            col(RequestLog.app_name),
+            func.count(),
+            func.coalesce(func.sum(RequestLog.prompt_tokens), 0),
+            func.coalesce(func.sum(RequestLog.completion_tokens), 0),
+            func.coalesce(func.sum(RequestLog.cost_usd), 0.0),
+            func.coalesce(func.sum(rejected), 0),
+            func.coalesce(func.sum(quota), 0),
+        )
+        .where(col(RequestLog.time) >= since, col(RequestLog.app_name).is_not(None))
+        .group_by(col(RequestLog.app_name))
+        .order_by(col(RequestLog.app_name))
+    )
+    if app_id is not None:
+        statement = statement.where(col(RequestLog.app_id) == app_id)
+    result = await session.execute(statement)
+    return [
+        UsageRow(str(name), int(n), int(p), int(c), float(cost), int(rej), int(q))
+        for name, n, p, c, cost, rej, q in result.all()
+    ]
+
+
+async def delete_logs_before(session: AsyncSession, cutoff: datetime) -> int:
+    result = await session.execute(delete(RequestLog).where(col(RequestLog.time) < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)

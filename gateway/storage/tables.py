@@ -44,10 +44,14 @@ class App(SQLModel, table=True):
     origins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     model: str = Field(max_length=200)
     allowed_models: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    fallback_models: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
     base_url: str = Field(max_length=2000)
     system_prompt: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
     max_output_tokens: int
     log_content: str = Field(default="metadata", max_length=16)
+    workflow: str = Field(default="direct", max_length=40)
     disabled: bool = False
     created_at: datetime = _time_column()
     updated_at: datetime = _time_column()
@@ -100,6 +104,7 @@ class RequestLog(SQLModel, table=True):
     request_id: str = Field(max_length=40, index=True)
     route: str = Field(max_length=100)
     model: str | None = Field(default=None, max_length=200)
+    workflow: str | None = Field(default=None, max_length=40)
     outcome: str = Field(max_length=40, index=True)
     http_status: int
     error_code: str | None = Field(default=None, max_length=60)

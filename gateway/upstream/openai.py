@@ -19,6 +19,7 @@ from gateway.core.errors import (
     UpstreamAuthFailed,
     UpstreamError,
     UpstreamRateLimited,
+    UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -88,6 +89,10 @@ def error_for_status(status: int, body: bytes, retry_after: float | None) -> Ups
         return UpstreamUnavailable(f"The upstream is unavailable (HTTP {status}){suffix}")
     if status == 504:
         return UpstreamTimeout(f"The upstream timed out (HTTP 504){suffix}")
+    if status < 500:
+        rejected = UpstreamRejected(f"The upstream refused the request (HTTP {status}){suffix}")
+        rejected.upstream_status = status
+        return rejected
     return UpstreamError(f"The upstream answered HTTP {status}{suffix}")
 
 
@@ -194,6 +199,26 @@ class OpenAIUpstream:
             )
         except (ValueError, KeyError, TypeError, IndexError):
             raise UpstreamError("The upstream sent a malformed answer.") from None
+
+    async def moderate(self, base_url: str, api_key: str, text: str) -> bool:
+        """Whether OpenAI's ``/moderations`` flags ``text``; raises UpstreamError subclasses."""
+        try:
+            with anyio.fail_after(self._first_token_timeout):
+                response = await self._client.post(
+                    f"{base_url}/moderations",
+                    json={"input": text},
+                    headers={"Authorization": f"Bearer {api_key}"},
+                )
+        except TimeoutError:
+            raise UpstreamTimeout("The moderation endpoint did not answer in time.") from None
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc) from None
+        if response.status_code != 200:
+            raise error_for_status(response.status_code, response.content, _retry_after(response))
+        try:
+            return any(bool(result["flagged"]) for result in response.json()["results"])
+        except (ValueError, KeyError, TypeError):
+            raise UpstreamError("The moderation endpoint sent a malformed answer.") from None
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -16,6 +16,8 @@ class ChatRequest:
     temperature: float | None = None
     #: Other OpenAI fields passed through as they are (the /v1 route).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Models to try, in order, when ``model`` keeps failing before the first byte.
+    fallback_models: tuple[str, ...] = ()
 
     def body(self, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {**self.extra, "model": self.model, "messages": self.messages}

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from gateway.core.errors import GatewayError
+from gateway.core.errors import ContentFlagged, GatewayError
 from gateway.http import sse
 from gateway.http.body import parse_model, read_body
 from gateway.http.calls import check_limits, record_refusal
 from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.ratelimit import headers_for
 from gateway.http.schemas import AskRequest
-from gateway.http.streaming import SSEResponse
+from gateway.http.streaming import ClientDisconnected, SSEResponse, unless_disconnected
 from gateway.services.ask import Answer, AskInput, Delta, Done
 from gateway.services.tokens import AppContext
 
@@ -38,6 +39,10 @@ async def _encode(answer: Answer, request_id: str) -> AsyncIterator[bytes]:
             )
         else:
             yield sse.error_event(event.error, request_id)
+
+
+async def _only(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _wants_json(request: Request, body: AskRequest) -> bool:
@@ -67,7 +72,7 @@ async def ask(request: Request) -> Response:
         )
         answer = Answer(resources.ask_deps, ctx, inp, meta)
         if _wants_json(request, body):
-            completion = await answer.complete()
+            completion = await unless_disconnected(request.receive, answer.complete)
             return JSONResponse(
                 headers=headers_for(answer.limit_states, openai=False),
                 content={
@@ -78,7 +83,21 @@ async def ask(request: Request) -> Response:
                     "usage": completion.usage.to_json(),
                 },
             )
-        await answer.open()
+        try:
+            await unless_disconnected(request.receive, answer.open)
+        except ContentFlagged as flagged:
+            # A moderation refusal is part of the stream contract: one `error` event, the end.
+            return SSEResponse(
+                _only(sse.error_event(flagged, meta.request_id)),
+                settle=answer.settle,
+                ping_interval=settings.ping_interval_s,
+                headers=headers_for(answer.limit_states, openai=False),
+            )
+    except ClientDisconnected:
+        assert answer is not None
+        with anyio.CancelScope(shield=True):
+            await answer.settle()  # recorded as client_disconnected
+        return Response(status_code=499)
     except GatewayError as error:
         if answer is None:
             record_refusal(resources, meta, ctx, error)

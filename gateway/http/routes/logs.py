@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from gateway.core.clock import utcnow
 from gateway.core.durations import parse_duration
 from gateway.core.errors import Forbidden, InvalidRequest, NotFound
+from gateway.http import sse
 from gateway.http.deps import authenticate_app, is_admin, resources_of
+from gateway.http.resources import Resources
+from gateway.http.streaming import SSEResponse
 from gateway.services import apps as app_service
 from gateway.services import logs as log_service
 from gateway.storage.request_logs import LogFilter
 
 router = APIRouter()
+EVENT_RECORD = "record"
 
 
 def _time(value: str | None, name: str) -> datetime | None:
@@ -33,16 +38,18 @@ def _time(value: str | None, name: str) -> datetime | None:
     return parsed
 
 
-def _limit(value: str | None) -> int:
+def _limit(value: str | None, *, minimum: int = 1) -> int:
     if value is None:
         return 100
-    if not value.isdigit() or not 1 <= int(value) <= log_service.MAX_LIMIT:
-        raise InvalidRequest(f"'limit' must be an integer from 1 to {log_service.MAX_LIMIT}.")
+    if not value.isdigit() or not minimum <= int(value) <= log_service.MAX_LIMIT:
+        raise InvalidRequest(
+            f"'limit' must be an integer from {minimum} to {log_service.MAX_LIMIT}."
+        )
     return int(value)
 
 
 @router.get("/logs")
-async def logs(request: Request) -> JSONResponse:
+async def logs(request: Request) -> Response:
     resources = resources_of(request)
     params = request.query_params
     app_name = params.get("app")
@@ -69,5 +76,22 @@ async def logs(request: Request) -> JSONResponse:
         outcome=params.get("outcome"),
         before_id=before_id,
     )
+    if params.get("follow") in ("true", "1"):
+        return _follow(resources, where, backlog=_limit(params.get("limit") or "0", minimum=0))
     page = await log_service.recent_logs(resources.db, where, limit=_limit(params.get("limit")))
     return JSONResponse({"records": page.records, "next_cursor": page.next_cursor})
+
+
+def _follow(resources: Resources, where: LogFilter, *, backlog: int) -> Response:
+    """The records as an SSE stream (`event: record`), new ones as any replica writes them."""
+
+    async def events() -> AsyncIterator[bytes]:
+        async for record in log_service.follow_logs(resources.db, where, backlog=backlog):
+            yield sse.event(EVENT_RECORD, record)
+
+    async def nothing_to_settle() -> None:
+        return None
+
+    return SSEResponse(
+        events(), settle=nothing_to_settle, ping_interval=resources.settings.ping_interval_s
+    )

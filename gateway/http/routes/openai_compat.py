@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -15,7 +16,7 @@ from gateway.http.calls import check_limits, record_refusal
 from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.ratelimit import headers_for
 from gateway.http.schemas import ChatCompletionRequest
-from gateway.http.streaming import SSEResponse
+from gateway.http.streaming import ClientDisconnected, SSEResponse, unless_disconnected
 from gateway.services.ask import Answer, AskInput, Delta, Done
 from gateway.services.tokens import AppContext
 
@@ -66,11 +67,16 @@ async def chat_completions(request: Request) -> Response:
         )
         answer = Answer(resources.ask_deps, ctx, inp, meta)
         if not body.stream:
-            completion = await answer.complete()
+            completion = await unless_disconnected(request.receive, answer.complete)
             return JSONResponse(
                 completion.raw, headers=headers_for(answer.limit_states, openai=True)
             )
-        await answer.open()
+        await unless_disconnected(request.receive, answer.open)
+    except ClientDisconnected:
+        assert answer is not None
+        with anyio.CancelScope(shield=True):
+            await answer.settle()  # recorded as client_disconnected
+        return Response(status_code=499)
     except GatewayError as error:
         if answer is None:
             record_refusal(resources, meta, ctx, error)

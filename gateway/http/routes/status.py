@@ -34,12 +34,17 @@ async def status(request: Request) -> JSONResponse:
         "database": "ok" if await resources.db.ping() else "error",
         "redis": await _redis_check(request),
     }
+    for name, state in checks.items():
+        if state != "disabled":
+            resources.metrics.dependency_up.labels(name).set(1 if state == "ok" else 0)
     healthy = all(value != "error" for value in checks.values())
     body: dict[str, Any] = {
         "status": "ok" if healthy else "degraded",
         "version": __version__,
         "uptime_s": round(time.time() - resources.started_at, 3),
         "checks": checks,
+        # Upstreams that failed lately: "open" fails fast, "half_open" lets one probe through.
+        "circuits": resources.breakers.states(),
     }
     if healthy and bearer(request) is not None:
         try:

@@ -145,10 +145,14 @@ class MemoryCounters:
         app.day_tokens[calendar.day] = app.day_tokens.get(calendar.day, 0) + tokens
         app.month_cost[calendar.month] = app.month_cost.get(calendar.month, 0) + cost_micros
 
-    async def extend(self, app_id: str, reservation_id: str, *, expires: float) -> None:
+    async def extend(self, app_id: str, reservation_id: str, *, now: float, expires: float) -> None:
         app = self._apps.get(app_id)
-        if app is not None and reservation_id in app.leases:
-            app.leases[reservation_id].expires = expires
+        if app is None:
+            return
+        app.purge(now)  # an expired lease is gone: it is not brought back
+        lease = app.leases.get(reservation_id)
+        if lease is not None:
+            lease.expires = expires
 
     async def aclose(self) -> None:
         self._apps.clear()

@@ -23,8 +23,12 @@ class QuotaCounters(Protocol):
     ) -> None:
         """Replace the reservation by the real usage and release it (idempotent)."""
 
-    async def extend(self, app_id: str, reservation_id: str, *, expires: float) -> None:
-        """Keep a long answer's lease alive."""
+    async def extend(self, app_id: str, reservation_id: str, *, now: float, expires: float) -> None:
+        """Keep a long answer's lease alive until ``expires``.
+
+        Only a live lease is renewed: one that has expired by ``now`` (or was settled) stays
+        released, whether or not another call has purged it yet.
+        """
 
     async def aclose(self) -> None: ...
 

@@ -96,9 +96,9 @@ class RedisCounters:
             [repr(now), reservation_id, tokens, cost_micros],
         )
 
-    async def extend(self, app_id: str, reservation_id: str, *, expires: float) -> None:
-        keys = _keys(self._prefix, app_id, Calendar.at(expires))
-        await self._call(self._extend, keys, [reservation_id, repr(expires)])
+    async def extend(self, app_id: str, reservation_id: str, *, now: float, expires: float) -> None:
+        keys = _keys(self._prefix, app_id, Calendar.at(now))
+        await self._call(self._extend, keys, [reservation_id, repr(expires), repr(now)])
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

@@ -48,8 +48,8 @@ local function purge(now)
         end
       end
     end
-    redis.call('HINCRBY', KEYS[7], 't', -lt)
-    redis.call('HINCRBY', KEYS[7], 'c', -lc)
+    redis.call('HINCRBY', KEYS[7], 't', 0 - lt)
+    redis.call('HINCRBY', KEYS[7], 'c', 0 - lc)
     batched('HDEL', KEYS[5], expired)
     redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
   end
@@ -130,8 +130,8 @@ purge(now)
 local lease = redis.call('HGET', KEYS[5], id)
 if lease then
   local t, c = string.match(lease, '(%d+) (%d+)')
-  redis.call('HINCRBY', KEYS[7], 't', -tonumber(t))
-  redis.call('HINCRBY', KEYS[7], 'c', -tonumber(c))
+  redis.call('HINCRBY', KEYS[7], 't', 0 - tonumber(t))
+  redis.call('HINCRBY', KEYS[7], 'c', 0 - tonumber(c))
   redis.call('HDEL', KEYS[5], id)
   redis.call('ZREM', KEYS[6], id)
 end
@@ -149,8 +149,18 @@ return 1
 )
 
 EXTEND = """
-if redis.call('ZSCORE', KEYS[6], ARGV[1]) then
-  redis.call('ZADD', KEYS[6], 'XX', ARGV[2], ARGV[1])
+local id = ARGV[1]
+local expires = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local current = redis.call('ZSCORE', KEYS[6], id)
+-- Only a live lease is renewed: an expired one stays released even if not purged yet.
+if current and tonumber(current) > now then
+  redis.call('ZADD', KEYS[6], 'XX', expires, id)
+  -- The lease keys must outlive the lease (reserve only sets them to max(120 s, 2 ttl)).
+  local keep = math.ceil(math.max(120, (expires - now) * 2) * 1000)
+  for i = 5, 7 do
+    if redis.call('PTTL', KEYS[i]) < keep then redis.call('PEXPIRE', KEYS[i], keep) end
+  end
 end
 return 1
 """

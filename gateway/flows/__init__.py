@@ -1,0 +1,1 @@
+"""LangGraph workflows: conversation memory and multi-step flows, streamed token by token."""

@@ -1,0 +1,44 @@
+"""Trimming a thread to a token budget: the newest whole turns that fit are sent, in order.
+
+A turn is a user message and the messages that follow it up to the next user message (the
+assistant's answer). Whole turns are dropped, oldest first, so the model never sees an answer
+without its question. The instructions (system prompt) and the new turn are always sent, even
+when they alone exceed the budget: they are the request, the history is context. Tokens are
+counted with the model's real tokenizer (``gateway.upstream.tokenizer``).
+"""
+
+from __future__ import annotations
+
+from gateway.flows.state import Message
+from gateway.upstream.tokenizer import count_messages
+
+
+def split_turns(history: list[Message]) -> list[list[Message]]:
+    """The thread cut before each user message (leading other messages join the first turn)."""
+    turns: list[list[Message]] = []
+    for message in history:
+        if message.get("role") == "user" or not turns:
+            turns.append([message])
+        else:
+            turns[-1].append(message)
+    return turns
+
+
+def message_tokens(messages: list[Message], model: str) -> int:
+    """The tokens these messages add to a prompt (count_messages is additive past its primer)."""
+    return count_messages(messages, model) - count_messages([], model)
+
+
+def trim_history(
+    history: list[Message], *, sent_anyway: list[Message], budget: int, model: str
+) -> list[Message]:
+    """The newest turns of ``history`` that fit in ``budget`` along with ``sent_anyway``."""
+    used = count_messages(sent_anyway, model)
+    kept: list[list[Message]] = []
+    for turn in reversed(split_turns(history)):
+        cost = message_tokens(turn, model)
+        if used + cost > budget:
+            break
+        used += cost
+        kept.append(turn)
+    return [message for turn in reversed(kept) for message in turn]

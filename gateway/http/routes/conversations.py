@@ -1,0 +1,46 @@
+"""GET and DELETE /conversations/{id}: the calling app's thread of the conversation workflow.
+
+Scoped by the app token: another app's conversation id is a 404, exactly like an unknown one.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from gateway.core.errors import ConfigurationError
+from gateway.flows.protocol import ThreadStore
+from gateway.http.deps import authenticate_app, resources_of
+from gateway.services import conversations
+
+router = APIRouter()
+
+
+def _threads(request: Request) -> ThreadStore:
+    workflows = resources_of(request).workflows
+    if workflows is None:
+        raise ConfigurationError("Workflows are not available on this server.")
+    return workflows
+
+
+@router.get("/conversations/{conversation_id}")
+async def read_conversation(conversation_id: str, request: Request) -> Response:
+    ctx = await authenticate_app(request)
+    messages = await conversations.conversation(
+        _threads(request), app_id=ctx.app_id, conversation_id=conversation_id
+    )
+    return JSONResponse(
+        {
+            "conversation_id": conversation_id,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+        }
+    )
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204)
+async def delete_conversation(conversation_id: str, request: Request) -> Response:
+    ctx = await authenticate_app(request)
+    await conversations.forget_conversation(
+        _threads(request), app_id=ctx.app_id, conversation_id=conversation_id
+    )
+    return Response(status_code=204)

@@ -1,0 +1,172 @@
+"""Every Prometheus metric of the gateway, in one registry, with bounded labels only.
+
+Labels: ``route`` (the route template), ``app`` (the registered app's name: a set the operator
+controls), ``model``, ``outcome``, ``status_class``, ``kind``, ``limit``. Never a token, a user, a
+prompt or a raw path. Most series are derived from the interaction record, written once per
+request, so the metrics and ``/logs`` always agree.
+
+With several worker processes (``orchestra serve --workers N``) prometheus-client's multiprocess
+mode is used: ``PROMETHEUS_MULTIPROC_DIR`` is set by the CLI before the workers start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one finished request contributes to the metrics."""
+
+    route: str
+    app: str
+    outcome: str
+    http_status: int
+    model: str | None
+    error_code: str | None
+    quota_limit: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    duration_s: float
+    ttft_s: float | None
+    upstream_s: float | None
+
+
+class Metrics:
+    def __init__(self, *, multiprocess_dir: str | None = None) -> None:
+        # The *_created series double the output for no use here.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._multiprocess = multiprocess_dir is not None
+        # In multiprocess mode the values live in files; the collector reads every worker's.
+        own = None if self._multiprocess else self.registry
+        r = own
+        self.requests = Counter(
+            "orchestra_requests_total",
+            "Requests answered.",
+            ["route", "app", "outcome", "status_class"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "orchestra_request_duration_seconds",
+            "Time from request to the last byte.",
+            ["route", "app"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "orchestra_time_to_first_token_seconds",
+            "Time from request to the first token.",
+            ["app", "model"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "orchestra_tokens_total", "Tokens used.", ["app", "model", "kind"], registry=r
+        )
+        self.cost = Counter(
+            "orchestra_cost_usd_total", "Cost in US dollars.", ["app", "model"], registry=r
+        )
+        self.quota_rejections = Counter(
+            "orchestra_quota_rejections_total",
+            "Requests refused by a quota.",
+            ["app", "limit"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "orchestra_upstream_errors_total",
+            "Upstream failures by kind.",
+            ["app", "kind"],
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "orchestra_upstream_duration_seconds",
+            "Time the upstream took to answer.",
+            ["model"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.active_streams = Gauge(
+            "orchestra_active_streams",
+            "Answers streaming now.",
+            ["app"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "orchestra_gateway_overhead_seconds",
+            "Time spent in the gateway itself, upstream excluded.",
+            buckets=_OVERHEAD,
+            registry=r,
+        )
+        self.records_dropped = Counter(
+            "orchestra_interaction_records_dropped_total",
+            "Interaction records lost because the buffer overflowed.",
+            registry=r,
+        )
+        self.quota_unavailable = Counter(
+            "orchestra_quota_counters_unavailable_total",
+            "Requests decided while the quota counters were unreachable.",
+            ["policy"],
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "orchestra_dependency_up",
+            "1 when the dependency answers (database, redis).",
+            ["dependency"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.circuit_open = Gauge(
+            "orchestra_circuit_open",
+            "1 while an upstream's circuit breaker is open.",
+            ["upstream"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        if self._multiprocess:
+            multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+                self.registry, path=multiprocess_dir
+            )
+        else:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+
+    def observe(self, o: Observation) -> None:
+        self.requests.labels(o.route, o.app, o.outcome, f"{o.http_status // 100}xx").inc()
+        self.duration.labels(o.route, o.app).observe(o.duration_s)
+        model = o.model or "unknown"
+        if o.ttft_s is not None:
+            self.ttft.labels(o.app, model).observe(o.ttft_s)
+        if o.prompt_tokens:
+            self.tokens.labels(o.app, model, "prompt").inc(o.prompt_tokens)
+        if o.completion_tokens:
+            self.tokens.labels(o.app, model, "completion").inc(o.completion_tokens)
+        if o.cost_usd:
+            self.cost.labels(o.app, model).inc(o.cost_usd)
+        if o.error_code == "quota_exceeded":
+            self.quota_rejections.labels(o.app, o.quota_limit or "unknown").inc()
+        if o.outcome == "upstream_error":
+            self.upstream_errors.labels(o.app, o.error_code or "upstream_error").inc()
+        if o.upstream_s is not None:
+            self.upstream_duration.labels(model).observe(o.upstream_s)
+            self.overhead.observe(max(0.0, o.duration_s - o.upstream_s))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

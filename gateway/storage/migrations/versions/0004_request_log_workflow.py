@@ -1,0 +1,25 @@
+"""Request logs: the workflow that answered (direct, conversation, moderated).
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("request_logs") as batch:
+        batch.add_column(sa.Column("workflow", sa.String(40), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("request_logs") as batch:
+        batch.drop_column("workflow")
