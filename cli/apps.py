@@ -134,6 +134,7 @@ def add(
         model=settings.default_model,
         base_url=settings.default_base_url,
         max_output_tokens=settings.default_max_output_tokens,
+        allowed_upstream_hosts=settings.allowed_upstream_hosts,
     )
     registered = cli.run(
         lambda db: app_service.register_app(
@@ -219,7 +220,11 @@ def update(
         workflow,
         fallback_models,
     )
-    info = CliContext.of(ctx).run(lambda db: app_service.update_app(db, name, changes))
+    cli = CliContext.of(ctx)
+    allowed = cli.settings.allowed_upstream_hosts
+    info = cli.run(
+        lambda db: app_service.update_app(db, name, changes, allowed_upstream_hosts=allowed)
+    )
     if as_json:
         output.print_json(info.to_json())
     else:

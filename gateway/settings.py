@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     default_model: str = "gpt-4o-mini"
     default_max_output_tokens: int = Field(default=1024, gt=0)
 
+    # Upstream hosts allowed over plain http or on private addresses (SSRF rules otherwise:
+    # https only, loopback excepted; private, link-local and metadata addresses refused).
+    allowed_upstream_hosts: tuple[str, ...] = ()
+
     # Upstream timeouts, in seconds.
     connect_timeout_s: float = Field(default=5.0, gt=0)
     first_token_timeout_s: float = Field(default=60.0, gt=0)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from urllib.parse import SplitResult, urlsplit
 
+from gateway.core.egress import check_base_url
 from gateway.core.errors import InvalidRequest
 
 _APP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -56,7 +58,7 @@ def origin(value: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
-def base_url(value: str) -> str:
+def base_url(value: str, *, allowed_hosts: Iterable[str] = ()) -> str:
     """An OpenAI-compatible API root, e.g. https://api.openai.com/v1 (no trailing slash kept)."""
     shown = "" if "@" in value else f" {value!r}"  # never echo credentials put in the URL
     problem = (
@@ -72,6 +74,7 @@ def base_url(value: str) -> str:
         _ = parts.port
     except ValueError:
         raise InvalidRequest(f"Invalid base URL{shown}: bad port.") from None
+    check_base_url(parts.scheme, parts.hostname, allowed_hosts)
     return value.rstrip("/")
 
 

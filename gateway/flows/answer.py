@@ -15,7 +15,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import StreamWriter
 
-from gateway.flows.history import trim_history
+from gateway.flows.history import token_counts, trim_history
 from gateway.flows.state import Message, RunContext, ThreadState
 from gateway.upstream.types import ChatRequest
 
@@ -43,6 +43,7 @@ def upstream_messages(state: ThreadState, context: RunContext) -> list[Message]:
         sent_anyway=[*context.instructions, *turn],
         budget=context.token_budget,
         model=context.request.model,
+        counts=state.get("tokens"),
     )
     return [*context.instructions, *history, *turn]
 
@@ -51,5 +52,5 @@ async def answer(state: ThreadState, runtime: Runtime[RunContext]) -> dict[str, 
     context = runtime.context
     request = replace(context.request, messages=upstream_messages(state, context))
     text = await stream_answer(request, context, runtime.stream_writer)
-    assistant: Message = {"role": "assistant", "content": text}
-    return {"messages": [*state.get("turn", []), assistant], "turn": []}
+    saved = [*state.get("turn", []), {"role": "assistant", "content": text}]
+    return {"messages": saved, "tokens": token_counts(saved, request.model), "turn": []}

@@ -1,9 +1,10 @@
 """What a workflow run carries: the thread state (checkpointed) and the run context (not).
 
 ``ThreadState`` is what a checkpointer saves: ``messages`` is the thread (user and assistant
-messages, never the app's system prompt), appended to by each completed answer; ``turn`` is the
-caller's new messages of this run. ``RunContext`` is LangGraph's run-scoped context: it holds
-the upstream request, with the app's provider key, so it is passed to every run and never saved.
+messages, never the app's system prompt), appended to by each completed answer, with
+``tokens`` beside it; ``turn`` is the caller's new messages of this run. ``RunContext`` is
+LangGraph's run-scoped context: it holds the upstream request, with the app's provider key, so
+it is passed to every run and never saved.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ Message = dict[str, Any]
 
 class ThreadState(TypedDict, total=False):
     messages: Annotated[list[Message], operator.add]
+    #: Each message's token count, in the same order (so the history is not re-encoded).
+    tokens: Annotated[list[int], operator.add]
     turn: list[Message]
 
 

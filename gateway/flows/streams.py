@@ -71,8 +71,11 @@ class GraphStream:
         if self._done:
             return None
         try:
-            with anyio.fail_after(timeout):
-                item = await self._receive.receive()
+            try:
+                item = self._receive.receive_nowait()  # already there: no timer to set up
+            except anyio.WouldBlock:
+                with anyio.fail_after(timeout):
+                    item = await self._receive.receive()
         except anyio.EndOfStream:
             self._done = True
             if not self._run.complete:  # cancelled from outside (the server is stopping)

@@ -87,6 +87,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         openai = OpenAIUpstream(
             connect_timeout=settings.connect_timeout_s,
             first_token_timeout=settings.first_token_timeout_s,
+            allowed_hosts=settings.allowed_upstream_hosts,
         )
         upstream = ResilientUpstream(
             openai,

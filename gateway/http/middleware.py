@@ -17,6 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.core.ids import new_request_id
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-site",
+}
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 ALLOW_HEADERS = "Authorization, Content-Type, Accept"
 EXPOSE_HEADERS = "X-Request-Id, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
@@ -53,6 +60,10 @@ class GatewayMiddleware:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-Id"] = request_id
+                headers.update(SECURITY_HEADERS)
+                if not headers.get("content-type", "").startswith("text/html"):
+                    # API answers load nothing; the served UI (HTML) keeps its own policy.
+                    headers["Content-Security-Policy"] = API_CSP
                 if allowed and origin is not None:
                     headers["Access-Control-Allow-Origin"] = origin
                     headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS

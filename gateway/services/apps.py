@@ -33,7 +33,7 @@ class AppChanges:
     workflow: str | None = None
     fallback_models: tuple[str, ...] | None = None
 
-    def validated(self) -> AppChanges:
+    def validated(self, allowed_hosts: tuple[str, ...] = ()) -> AppChanges:
         validation.positive(self.max_output_tokens, "--max-output-tokens")
         return AppChanges(
             origins=None
@@ -43,7 +43,9 @@ class AppChanges:
             allowed_models=None
             if self.allowed_models is None
             else tuple(dict.fromkeys(validation.model_name(m) for m in self.allowed_models)),
-            base_url=None if self.base_url is None else validation.base_url(self.base_url),
+            base_url=None
+            if self.base_url is None
+            else validation.base_url(self.base_url, allowed_hosts=allowed_hosts),
             system_prompt=self.system_prompt,
             max_output_tokens=self.max_output_tokens,
             log_content=None
@@ -61,6 +63,8 @@ class AppDefaults:
     model: str
     base_url: str
     max_output_tokens: int
+    #: Hosts an app's --base-url may name over plain http or on a private address.
+    allowed_upstream_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +120,7 @@ async def register_app(
 ) -> RegisteredApp:
     """Create the app, its first client token and (optionally) its provider key, all or nothing."""
     validation.app_name(name)
-    changes = changes.validated()
+    changes = changes.validated(defaults.allowed_upstream_hosts)
     if provider_key is not None:
         provider_key = provider_keys.checked_key(provider_key)
         if keyring is None:
@@ -148,8 +152,10 @@ async def register_app(
     return RegisteredApp(app=info, token=issued)
 
 
-async def update_app(db: Database, name: str, changes: AppChanges) -> AppInfo:
-    changes = changes.validated()
+async def update_app(
+    db: Database, name: str, changes: AppChanges, *, allowed_upstream_hosts: tuple[str, ...] = ()
+) -> AppInfo:
+    changes = changes.validated(allowed_upstream_hosts)
     async with db.session() as session:
         app = await _get(session, name)
         _apply(app, changes)

@@ -24,6 +24,7 @@ from gateway.core.errors import (
     UpstreamUnavailable,
 )
 from gateway.core.redact import redact_text
+from gateway.upstream.egress import GuardedBackend
 from gateway.upstream.types import ChatRequest, Chunk, Completion, Usage
 
 _DATA = "data:"
@@ -141,13 +142,26 @@ class OpenAIStream:
 class OpenAIUpstream:
     """One connection pool for every app; each request carries its own key and base URL."""
 
-    def __init__(self, *, connect_timeout: float, first_token_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float,
+        first_token_timeout: float,
+        allowed_hosts: tuple[str, ...] = (),
+    ) -> None:
         self._first_token_timeout = first_token_timeout
+        transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
+        )
+        # httpx has no public hook for the connect step: the SSRF guard wraps the pool's
+        # network backend, so every new connection is checked after DNS resolution.
+        pool = transport._pool
+        pool._network_backend = GuardedBackend(pool._network_backend, allowed_hosts)
         self._client = httpx.AsyncClient(
+            transport=transport,
             timeout=httpx.Timeout(
                 connect=connect_timeout, read=None, write=30.0, pool=connect_timeout
             ),
-            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
             follow_redirects=False,
             trust_env=False,
         )
