@@ -1,13 +1,24 @@
-"""What /ask and /v1/chat/completions share: limits on input, and recording refusals."""
+"""What /ask and /v1/chat/completions share: input limits, and one lifecycle per call.
+
+``handle_call`` owns the part every answering route repeats: a request refused before an
+``Answer`` exists is recorded as a refusal; once there is one, every exit settles it (a client
+that left before the response started is recorded as ``client_disconnected`` and gets 499).
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+from starlette.responses import Response
 
 from gateway.core.errors import GatewayError, RequestTooLarge
 from gateway.http.resources import Resources
-from gateway.services.ask import CallMeta, outcome_of
+from gateway.http.streaming import ClientDisconnected
+from gateway.services.ask import Answer, CallMeta, outcome_of
 from gateway.services.interactions import rejection_record
 from gateway.services.tokens import AppContext
 from gateway.settings import Settings
@@ -44,3 +55,31 @@ def record_refusal(
             app_name=None if ctx is None else ctx.app_name,
         )
     )
+
+
+@dataclass
+class Call:
+    """What a route learned so far: who calls, and the answer once it exists."""
+
+    ctx: AppContext | None = None
+    answer: Answer | None = None
+
+
+async def handle_call(
+    resources: Resources, meta: CallMeta, work: Callable[[Call], Awaitable[Response]]
+) -> Response:
+    call = Call()
+    try:
+        return await work(call)
+    except ClientDisconnected:
+        assert call.answer is not None
+        with anyio.CancelScope(shield=True):
+            await call.answer.settle()  # recorded as client_disconnected
+        return Response(status_code=499)
+    except GatewayError as error:
+        if call.answer is None:
+            record_refusal(resources, meta, call.ctx, error)
+        else:
+            with anyio.CancelScope(shield=True):
+                await call.answer.settle()
+        raise

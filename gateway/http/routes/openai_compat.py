@@ -5,20 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from gateway.core.errors import GatewayError
 from gateway.http import sse
 from gateway.http.body import parse_model, read_body
-from gateway.http.calls import check_limits, record_refusal
+from gateway.http.calls import Call, check_limits, handle_call
 from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.ratelimit import headers_for
+from gateway.http.resources import Resources
 from gateway.http.schemas import ChatCompletionRequest
-from gateway.http.streaming import ClientDisconnected, SSEResponse, unless_disconnected
-from gateway.services.ask import Answer, AskInput, Delta, Done
-from gateway.services.tokens import AppContext
+from gateway.http.streaming import SSEResponse, unless_disconnected
+from gateway.services.ask import Answer, AskInput, CallMeta, Delta, Done
 
 router = APIRouter(prefix="/v1")
 
@@ -49,40 +47,28 @@ async def _encode(answer: Answer, include_usage: bool) -> AsyncIterator[bytes]:
 @router.post("/chat/completions")
 async def chat_completions(request: Request) -> Response:
     resources = resources_of(request)
-    settings = resources.settings
     meta = call_meta(request, "/v1/chat/completions")
-    ctx: AppContext | None = None
-    answer: Answer | None = None
-    try:
-        ctx = await authenticate_app(request)
-        body = parse_model(await read_body(request, settings.max_body_bytes), ChatCompletionRequest)
-        check_limits(settings, body.messages, None)
-        extra = {k: v for k, v in (body.model_extra or {}).items() if k not in _OWN_FIELDS}
-        inp = AskInput(
-            messages=body.messages,
-            model=body.model,
-            temperature=body.temperature,
-            max_tokens=body.max_completion_tokens or body.max_tokens,
-            extra=extra,
-        )
-        answer = Answer(resources.ask_deps, ctx, inp, meta)
-        if not body.stream:
-            completion = await unless_disconnected(request.receive, answer.complete)
-            return JSONResponse(
-                completion.raw, headers=headers_for(answer.limit_states, openai=True)
-            )
-        await unless_disconnected(request.receive, answer.open)
-    except ClientDisconnected:
-        assert answer is not None
-        with anyio.CancelScope(shield=True):
-            await answer.settle()  # recorded as client_disconnected
-        return Response(status_code=499)
-    except GatewayError as error:
-        if answer is None:
-            record_refusal(resources, meta, ctx, error)
-        else:
-            await answer.settle()
-        raise
+    return await handle_call(resources, meta, lambda call: _answer(request, resources, meta, call))
+
+
+async def _answer(request: Request, resources: Resources, meta: CallMeta, call: Call) -> Response:
+    settings = resources.settings
+    call.ctx = await authenticate_app(request)
+    body = parse_model(await read_body(request, settings.max_body_bytes), ChatCompletionRequest)
+    check_limits(settings, body.messages, None)
+    extra = {k: v for k, v in (body.model_extra or {}).items() if k not in _OWN_FIELDS}
+    inp = AskInput(
+        messages=body.messages,
+        model=body.model,
+        temperature=body.temperature,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        extra=extra,
+    )
+    answer = call.answer = Answer(resources.ask_deps, call.ctx, inp, meta)
+    if not body.stream:
+        completion = await unless_disconnected(request.receive, answer.complete)
+        return JSONResponse(completion.raw, headers=headers_for(answer.limit_states, openai=True))
+    await unless_disconnected(request.receive, answer.open)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     return SSEResponse(
         _encode(answer, include_usage),
