@@ -20,7 +20,7 @@ Lifecycle:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -99,8 +99,9 @@ class GraphStream:
 
 async def _forward(run: Run, send: MemoryObjectSendStream[Item]) -> GatewayError | None:
     """Send every chunk of the run; the error that ended it, if any."""
+    parts = run()
     try:
-        async for part in run():
+        async for part in parts:
             if isinstance(part, Chunk):
                 await send.send(part)
     except GatewayError as error:
@@ -109,6 +110,11 @@ async def _forward(run: Run, send: MemoryObjectSendStream[Item]) -> GatewayError
         raise
     except Exception as exc:  # noqa: BLE001 (the boundary: the run must not crash the group)
         return _failure(exc)
+    finally:
+        if isinstance(parts, AsyncGenerator):
+            # Stopped at a yield (cancelled while sending): LangGraph cancels its node tasks.
+            with anyio.CancelScope(shield=True):
+                await parts.aclose()
     return None
 
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 
 import anyio
 from fastapi import FastAPI
@@ -14,17 +15,18 @@ from redis.asyncio import Redis
 
 from gateway.core.errors import GatewayError
 from gateway.core.pricing import Price, PriceTable
-from gateway.flows.checkpoints import open_checkpoints
-from gateway.flows.runner import Runner, RunnerSettings
+from gateway.flows.lazy import LazyWorkflows, WorkflowSettings
 from gateway.http.resources import Resources
 from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
 from gateway.security.master_key import resolve_master_keys
+from gateway.services.apps import workflows_in_use
 from gateway.services.auth_cache import AuthCache
 from gateway.services.interactions import InteractionRecorder
 from gateway.services.limiter import FailPolicy, Limiter
 from gateway.services.logs import prune_logs
 from gateway.services.origins import KnownOrigins
+from gateway.services.provider_keys import ProviderKeyCache
 from gateway.settings import Settings
 from gateway.storage.counters.memory import MemoryCounters
 from gateway.storage.counters.protocol import QuotaCounters
@@ -32,7 +34,6 @@ from gateway.storage.counters.redis import RedisCounters
 from gateway.storage.database import Database
 from gateway.upstream.openai import OpenAIUpstream
 from gateway.upstream.resilience import CircuitBreakers, ResilientUpstream, RetryPolicy
-from gateway.upstream.tokenizer import warm_up
 
 
 async def prune_forever(db: Database, days: int) -> None:
@@ -72,6 +73,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         keys = await anyio.to_thread.run_sync(
             resolve_master_keys, settings.master_key, settings.master_key_file
         )
+        keyring = Keyring(keys)
         db = Database.open(settings.resolved_database_url, schema=settings.database_schema)
         await db.ensure_current()
         multiprocess_dir = settings.metrics_multiprocess_dir
@@ -115,15 +117,12 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 tokens_fail_open=settings.quota_tokens_on_redis_down == "fail_open",
             ),
         )
-        await anyio.to_thread.run_sync(warm_up, settings.default_model)
-        checkpoints = await open_checkpoints(
-            settings.resolved_database_url, schema=settings.database_schema
-        )
-        workflows = Runner(
+        workflows = LazyWorkflows(
             upstream=upstream,
             moderator=openai,
-            checkpointer=checkpoints.saver,
-            settings=RunnerSettings(
+            settings=WorkflowSettings(
+                database_url=settings.resolved_database_url,
+                database_schema=settings.database_schema,
                 first_token_timeout=settings.first_token_timeout_s,
                 idle_timeout=settings.idle_timeout_s,
                 token_budget=settings.conversation_token_budget,
@@ -132,7 +131,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         app.state.resources = Resources(
             settings=settings,
             db=db,
-            keyring=Keyring(keys),
+            keyring=keyring,
             upstream=upstream,
             breakers=upstream.breakers,
             recorder=recorder,
@@ -141,6 +140,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             origins=KnownOrigins(db),
             redis=redis,
             metrics=metrics,
+            provider_keys=ProviderKeyCache(db, keyring, ttl=settings.auth_cache_ttl_s),
             started_at=time.time(),
             workflows=workflows,
         )
@@ -149,6 +149,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 tasks.start_soon(recorder.run)
                 await tasks.start(workflows.run)
                 tasks.start_soon(watch_dependencies, app.state.resources)
+                tasks.start_soon(workflows.preload, partial(workflows_in_use, db))
                 if settings.log_retention_days:
                     tasks.start_soon(prune_forever, db, settings.log_retention_days)
                 try:
@@ -158,7 +159,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         finally:
             with anyio.CancelScope(shield=True):
                 await recorder.close()
-                await checkpoints.close()
+                await workflows.aclose()
                 await upstream.aclose()
                 if redis is not None:
                     await redis.aclose()

@@ -94,6 +94,11 @@ class GatewayMiddleware:
 
     @staticmethod
     async def _preflight(send: Send, request_id: str, origin: str, *, allowed: bool) -> None:
+        # Answered here, not by the app: the security headers are added explicitly.
+        security = [
+            *((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
+            (b"content-security-policy", API_CSP.encode()),
+        ]
         if allowed:
             headers = [
                 (b"access-control-allow-origin", origin.encode("latin-1")),
@@ -103,6 +108,7 @@ class GatewayMiddleware:
                 (b"vary", b"Origin"),
                 (b"x-request-id", request_id.encode()),
                 (b"content-length", b"0"),
+                *security,
             ]
             await send({"type": "http.response.start", "status": 204, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
@@ -124,6 +130,7 @@ class GatewayMiddleware:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", request_id.encode()),
+                    *security,
                 ],
             }
         )

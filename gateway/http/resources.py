@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from gateway.flows.runner import Runner
+from gateway.flows.lazy import LazyWorkflows
 from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
 from gateway.services.ask import AskDeps
@@ -14,6 +14,7 @@ from gateway.services.auth_cache import AuthCache
 from gateway.services.interactions import InteractionRecorder
 from gateway.services.limiter import Limiter
 from gateway.services.origins import KnownOrigins
+from gateway.services.provider_keys import ProviderKeyCache
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.upstream.client import UpstreamClient
@@ -33,19 +34,21 @@ class Resources:
     origins: KnownOrigins
     redis: Redis | None
     metrics: Metrics
+    provider_keys: ProviderKeyCache
     started_at: float
-    workflows: Runner | None = None
+    workflows: LazyWorkflows | None = None
+    #: What every answer needs, built once.
+    ask_deps: AskDeps = field(init=False)
 
-    @property
-    def ask_deps(self) -> AskDeps:
-        return AskDeps(
-            db=self.db,
-            keyring=self.keyring,
+    def __post_init__(self) -> None:
+        deps = AskDeps(
             upstream=self.upstream,
             recorder=self.recorder,
             limiter=self.limiter,
+            provider_keys=self.provider_keys,
             metrics=self.metrics,
             first_token_timeout=self.settings.first_token_timeout_s,
             idle_timeout=self.settings.idle_timeout_s,
             workflows=self.workflows,
         )
+        object.__setattr__(self, "ask_deps", deps)  # frozen: set once, here

@@ -103,21 +103,31 @@ class SSEResponse(Response):
                 await chunks.send(data)
 
     async def _write(self, chunks: MemoryObjectReceiveStream[bytes], send: Send) -> None:
+        ended = False
         async with chunks:
-            while True:
+            while not ended:
                 data: bytes | None = None
                 with anyio.move_on_after(self._ping_interval):
                     try:
                         data = await chunks.receive()
                     except anyio.EndOfStream:
                         break
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": PING if data is None else data,
-                        "more_body": True,
-                    }
-                )
+                if data is None:
+                    body = PING
+                else:
+                    # Whatever else is already waiting goes out in the same write: under load
+                    # that is one syscall for several events instead of one each.
+                    parts = [data]
+                    while True:
+                        try:
+                            parts.append(chunks.receive_nowait())
+                        except anyio.WouldBlock:
+                            break
+                        except anyio.EndOfStream:
+                            ended = True
+                            break
+                    body = parts[0] if len(parts) == 1 else b"".join(parts)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod

@@ -194,3 +194,9 @@ async def list_apps(db: Database) -> list[AppInfo]:
 
 async def app_id_of(session: AsyncSession, name: str) -> str:
     return (await _get(session, name)).id
+
+
+async def workflows_in_use(db: Database) -> bool:
+    """Whether any app answers through a workflow (the engine is worth starting early)."""
+    async with db.read() as session:
+        return any(app.workflow != "direct" for app in await app_rows.list_apps(session))

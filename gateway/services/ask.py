@@ -21,12 +21,10 @@ from gateway.core.errors import GatewayError, ModelNotAllowed, QuotaExceeded, Up
 from gateway.core.quota_policy import MICROS, LimitState
 from gateway.flows.protocol import WorkflowRunner
 from gateway.observability.metrics import Metrics
-from gateway.security.keyring import Keyring
 from gateway.services.interactions import InteractionRecord, InteractionRecorder
 from gateway.services.limiter import Admission, Limiter
-from gateway.services.provider_keys import provider_key_for
+from gateway.services.provider_keys import ProviderKeyCache
 from gateway.services.tokens import AppContext
-from gateway.storage.database import Database
 from gateway.upstream.client import ChunkStream, UpstreamClient
 from gateway.upstream.tokenizer import count_messages
 from gateway.upstream.types import ChatRequest, Chunk, Completion, Usage
@@ -34,11 +32,10 @@ from gateway.upstream.types import ChatRequest, Chunk, Completion, Usage
 
 @dataclass(frozen=True, slots=True)
 class AskDeps:
-    db: Database
-    keyring: Keyring
     upstream: UpstreamClient
     recorder: InteractionRecorder
     limiter: Limiter
+    provider_keys: ProviderKeyCache
     first_token_timeout: float
     idle_timeout: float
     #: Runs the LangGraph workflows; None: every app answers directly.
@@ -158,7 +155,7 @@ class Answer:
 
     async def _prepare(self) -> ChatRequest:
         """Decrypt the key, build the request and reserve the quota (all before the upstream)."""
-        api_key = await provider_key_for(self._deps.db, self._deps.keyring, app_id=self._ctx.app_id)
+        api_key = await self._deps.provider_keys.key_for(self._ctx.app_id)
         request = chat_request(self._ctx, self._inp, api_key)
         self._request = request
         self._model = request.model

@@ -8,6 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.core.errors import ConfigurationError, InvalidRequest, NotFound
 from gateway.security.keyring import Keyring
+from gateway.services.ttl_cache import TTLCache
 from gateway.storage import apps as app_rows
 from gateway.storage import provider_keys as key_rows
 from gateway.storage.database import Database
@@ -74,3 +75,21 @@ async def reencrypt_all(db: Database, keyring: Keyring) -> RotationReport:
             session.add(row)
         await session.flush()
     return RotationReport(reencrypted=len(rows))
+
+
+class ProviderKeyCache:
+    """Decrypted provider keys kept for ``ttl`` seconds: no database read on the hot path.
+
+    A key set with `orchestra keys set` reaches every replica within ``ttl``. The keys live
+    only in this process's memory, as they must anyway to be sent upstream.
+    """
+
+    def __init__(self, db: Database, keyring: Keyring, *, ttl: float) -> None:
+        self._db = db
+        self._keyring = keyring
+        self._cache: TTLCache[str, str] = TTLCache(ttl=ttl)
+
+    async def key_for(self, app_id: str) -> str:
+        return await self._cache.get(
+            app_id, lambda: provider_key_for(self._db, self._keyring, app_id=app_id)
+        )

@@ -74,7 +74,11 @@ class Database:
         """Open (lazily) the database at ``url``; ``schema`` is a PostgreSQL search_path."""
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1].split("?", 1)[0]
-            engine = create_async_engine(url, connect_args={"timeout": 30})
+            # A fixed pool: every aiosqlite connection is a thread, and opening overflow
+            # connections under load would start threads on the event loop.
+            engine = create_async_engine(
+                url, connect_args={"timeout": 30}, pool_size=pool_size, max_overflow=0
+            )
             sa.event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
             sa.event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
             return cls(engine, sqlite_path=Path(path) if path and path != ":memory:" else None)

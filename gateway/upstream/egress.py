@@ -41,9 +41,18 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 f"The upstream {host} resolves to a private or link-local address; refused "
                 "(list it in allowed_upstream_hosts if that is intended)."
             )
-        return await self._inner.connect_tcp(
-            allowed[0], port, timeout, local_address, socket_options
-        )
+        # Every checked address in turn, as httpcore's own backend would (a dual-stack name
+        # whose IPv6 address does not answer still works over IPv4); never the name again.
+        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in dict.fromkeys(allowed):
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)

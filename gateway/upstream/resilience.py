@@ -9,7 +9,9 @@ answered within the configured bound.
 
 The circuit breaker is per upstream base URL: after ``failure_threshold`` consecutive failures
 it opens and every request fails fast with 503 ``upstream_unavailable`` for ``cooldown``
-seconds, then one probe is let through (half-open); a success closes it again.
+seconds, then one probe is let through (half-open); a success closes it again. Only failures
+of the upstream itself count (connection errors, 5xx): a 4xx, a refused key or a 429 concerns
+one app's request or key, and the base URL is shared by every app.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TypeVar
 import anyio
 
 from gateway.core.errors import (
+    UpstreamAuthFailed,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -80,6 +83,16 @@ class CircuitBreakers:
     def success(self, upstream: str) -> None:
         self._circuits.pop(upstream, None)
 
+    def is_probing(self, upstream: str) -> bool:
+        circuit = self._circuits.get(upstream)
+        return circuit is not None and circuit.state == HALF_OPEN and circuit.probing
+
+    def abandon(self, upstream: str) -> None:
+        """The probe ended with neither an answer nor a failure (cancelled): free its slot."""
+        circuit = self._circuits.get(upstream)
+        if circuit is not None:
+            circuit.probing = False
+
     def failure(self, upstream: str) -> None:
         circuit = self._circuits.setdefault(upstream, _Circuit())
         circuit.failures += 1
@@ -101,6 +114,17 @@ class CircuitBreakers:
 
 def _worth_retrying(error: UpstreamError) -> bool:
     return error.retryable and not isinstance(error, UpstreamTimeout)
+
+
+def _upstream_is_failing(error: UpstreamError) -> bool:
+    """Whether the error says the upstream is unwell (what the circuit counts).
+
+    A 4xx, a refused key (401/403) or a rate limit (429) is an answer about this request or
+    this app's key; the base URL is shared by every app, so they do not count against it.
+    """
+    return not isinstance(
+        error, UpstreamRejected | UpstreamAuthFailed | UpstreamRateLimited | UpstreamTimeout
+    )
 
 
 def _worth_a_fallback(error: UpstreamError) -> bool:
@@ -162,10 +186,11 @@ class ResilientUpstream:
                     "The upstream is failing; requests are refused for a cool-down "
                     "(circuit breaker open)."
                 )
+            probe = self.breakers.is_probing(upstream)  # allow() just gave this call the probe
             try:
                 result = await send(request)
             except UpstreamError as error:
-                if not isinstance(error, UpstreamRejected | UpstreamTimeout):
+                if _upstream_is_failing(error):
                     self.breakers.failure(upstream)
                 else:
                     self.breakers.success(upstream)  # it answered: the upstream is up
@@ -176,9 +201,15 @@ class ResilientUpstream:
                     raise
                 self.retries += 1
                 await self._sleep(pause)
-            else:
-                self.breakers.success(upstream)
-                return result
+                continue
+            except BaseException:
+                # Cancelled (the client left, a shutdown) or a bug: no verdict on the upstream,
+                # but a half-open probe must not stay taken forever.
+                if probe:
+                    self.breakers.abandon(upstream)
+                raise
+            self.breakers.success(upstream)
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _backoff(self, attempt: int, error: UpstreamError) -> float:

@@ -2,7 +2,7 @@
 
 ``bpe-openai`` ships the BPE tables inside the wheel, so nothing is downloaded at run time
 (tiktoken fetches its tables from the internet on first use). The encoding is loaded once per
-process, on first use.
+process, on first use (only apps with token or cost limits need it).
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
-
-import bpe_openai
 
 # Per OpenAI's cookbook: each message costs its content plus ~3 framing tokens, and the
 # reply is primed with 3 more.
@@ -21,6 +19,9 @@ _REPLY_PRIMER = 3
 
 @lru_cache(maxsize=8)
 def _encoding(model: str) -> Any:
+    # Imported on first use: the tables cost ~80 MB, paid only when an app has a token limit.
+    import bpe_openai
+
     try:
         return bpe_openai.encoding_for_model(model)
     except Exception:  # noqa: BLE001 (unknown model names: the current default encoding)

@@ -21,7 +21,11 @@ class QuotaCounters(Protocol):
         now: float,
         calendar: Calendar,
     ) -> None:
-        """Replace the reservation by the real usage and release it (idempotent)."""
+        """Replace the reservation by the real usage and release it.
+
+        Once per reservation (the caller guarantees it): a second settle would count the usage
+        again.
+        """
 
     async def extend(self, app_id: str, reservation_id: str, *, now: float, expires: float) -> None:
         """Keep a long answer's lease alive until ``expires``.
