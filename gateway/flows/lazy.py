@@ -22,6 +22,8 @@ from gateway.upstream.types import ChatRequest
 
 
 def _load_engine() -> tuple[Any, Any, Any]:
+    import langgraph.pregel  # noqa: F401  (what the first run would otherwise import)
+
     from gateway.flows.checkpoints import open_checkpoints
     from gateway.flows.runner import Runner, RunnerSettings
 
@@ -78,15 +80,19 @@ class LazyWorkflows:
                 )
                 s = self._settings
                 self._checkpoints = await open_checkpoints(s.database_url, schema=s.database_schema)
-                runner = runner_type(
-                    upstream=self._upstream,
-                    moderator=self._moderator,
-                    checkpointer=self._checkpoints.saver,
-                    settings=runner_settings(
-                        first_token_timeout=s.first_token_timeout,
-                        idle_timeout=s.idle_timeout,
-                        token_budget=s.token_budget,
-                    ),
+                saver = self._checkpoints.saver
+                # Compiling the graphs is CPU work too: in the thread as well.
+                runner = await anyio.to_thread.run_sync(
+                    lambda: runner_type(
+                        upstream=self._upstream,
+                        moderator=self._moderator,
+                        checkpointer=saver,
+                        settings=runner_settings(
+                            first_token_timeout=s.first_token_timeout,
+                            idle_timeout=s.idle_timeout,
+                            token_budget=s.token_budget,
+                        ),
+                    )
                 )
                 await self._tasks.start(runner.run)
                 self._runner = runner

@@ -100,7 +100,12 @@ class SSEResponse(Response):
     async def _produce(self, chunks: MemoryObjectSendStream[bytes]) -> None:
         async with chunks:
             async for data in self._body:
-                await chunks.send(data)
+                # No yield to the loop while there is room: events the upstream delivered
+                # together stay together, and the writer sends them in one write.
+                try:
+                    chunks.send_nowait(data)
+                except anyio.WouldBlock:
+                    await chunks.send(data)
 
     async def _write(self, chunks: MemoryObjectReceiveStream[bytes], send: Send) -> None:
         ended = False

@@ -11,7 +11,10 @@ mode is used: ``PROMETHEUS_MULTIPROC_DIR`` is set by the CLI before the workers 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,6 +27,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -46,6 +51,45 @@ class Observation:
     duration_s: float
     ttft_s: float | None
     upstream_s: float | None
+
+
+_WORKER_FILE = re.compile(r"_(\d+)\.db$")
+#: Per-process values that are not summed over the workers: the lowest one is kept.
+_LOWEST = frozenset({"process_max_fds", "process_start_time_seconds"})
+
+
+def _constant(pid: int) -> Callable[[], int]:
+    return lambda: pid
+
+
+class _WorkerProcesses(Collector):
+    """``process_*`` in multiprocess mode, over every live worker (prometheus-client has none).
+
+    The workers are the pids of the value files in the shared directory; each one's /proc is read
+    like ``ProcessCollector`` does for the current process. Memory, CPU and open files are summed
+    (the gateway's footprint), the fd limit is the lowest, the start time the earliest.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+
+    def _pids(self) -> list[int]:
+        found = (_WORKER_FILE.search(f.name) for f in self._path.glob("*.db"))
+        return sorted({int(m.group(1)) for m in found if m})
+
+    def collect(self) -> Iterable[Metric]:
+        merged: dict[str, Metric] = {}
+        values: dict[str, list[float]] = {}
+        for pid in self._pids():
+            reader = ProcessCollector(pid=_constant(pid), registry=None)
+            for family in reader.collect():
+                merged.setdefault(family.name, family)
+                values.setdefault(family.name, []).extend(s.value for s in family.samples)
+        for name, family in merged.items():
+            combine = min if name in _LOWEST else sum
+            sample = family.samples[0]
+            family.samples = [sample._replace(value=float(combine(values[name])))]
+            yield family
 
 
 class Metrics:
@@ -140,10 +184,12 @@ class Metrics:
             multiprocess_mode="max",
             registry=r,
         )
-        if self._multiprocess:
+        if multiprocess_dir is not None:
             multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
                 self.registry, path=multiprocess_dir
             )
+            self.registry.register(_WorkerProcesses(multiprocess_dir))
+            PlatformCollector(registry=self.registry)
         else:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)

@@ -9,6 +9,7 @@ chunk, which costs more than the rest of the gateway together, and hides the raw
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,7 +28,7 @@ from gateway.core.redact import redact_text
 from gateway.upstream.egress import GuardedBackend
 from gateway.upstream.types import ChatRequest, Chunk, Completion, Usage
 
-_DATA = "data:"
+_DATA_BYTES = b"data:"
 
 
 def _usage(data: Any) -> Usage | None:
@@ -106,25 +107,40 @@ def _transport_error(exc: httpx.HTTPError) -> UpstreamError:
 
 
 class OpenAIStream:
+    """The upstream's SSE body, parsed from raw network reads.
+
+    One deadline (first token, then idle) per network read rather than per event: a read
+    often carries many events, and they are handed out without waiting again.
+    """
+
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
-        self._lines: AsyncIterator[str] = response.aiter_lines()
+        # aiter_bytes, not aiter_raw: a compressed (gzip) stream is decoded.
+        self._raw: AsyncIterator[bytes] = response.aiter_bytes()
+        self._buffer = b""
+        self._payloads: deque[bytes] = deque()
         self._done = False
 
     async def next_chunk(self, timeout: float) -> Chunk | None:
-        if self._done:
+        while not self._payloads:
+            if self._done:
+                return None
+            await self._read(timeout)
+        payload = self._payloads.popleft()
+        if payload == b"[DONE]":
+            self._done = True
+            self._payloads.clear()
+            await self._drain()
             return None
         try:
+            return parse_chunk(payload.decode())
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UpstreamError("The upstream sent a malformed stream event.") from None
+
+    async def _read(self, timeout: float) -> None:
+        try:
             with anyio.fail_after(timeout):
-                while True:
-                    line = await self._lines.__anext__()
-                    if not line.startswith(_DATA):
-                        continue  # blank separators, comments, event: lines
-                    payload = line[len(_DATA) :].strip()
-                    if payload == "[DONE]":
-                        self._done = True
-                        return None
-                    return parse_chunk(payload)
+                block = await self._raw.__anext__()
         except TimeoutError:
             raise UpstreamTimeout(f"The upstream sent nothing for {timeout:g} s.") from None
         except StopAsyncIteration:
@@ -132,8 +148,23 @@ class OpenAIStream:
             raise UpstreamError("The upstream stream ended before it was complete.") from None
         except httpx.HTTPError as exc:
             raise _transport_error(exc) from None
-        except (ValueError, KeyError, TypeError):
-            raise UpstreamError("The upstream sent a malformed stream event.") from None
+        buffer = self._buffer + block
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *events, self._buffer = buffer.split(b"\n\n")
+        for event in events:
+            for line in event.split(b"\n"):
+                if line.startswith(_DATA_BYTES):
+                    self._payloads.append(line[len(_DATA_BYTES) :].strip())
+
+    async def _drain(self) -> None:
+        """Read the end of the body after [DONE], so the connection goes back to the pool.
+
+        Closing a response that was not read to its end closes its connection, and every
+        answer would then pay a new TCP (and TLS) handshake to the upstream.
+        """
+        async for _ in self._raw:
+            pass
 
     async def aclose(self) -> None:
         await self._response.aclose()
