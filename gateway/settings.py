@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     # Logging.
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["human", "json"] = "human"
+    # Also write the log to this file (JSON lines), rotated and pruned as below.
+    log_file: Path | None = None
+    log_rotation: str = "100 MB"
+    log_retention: str = "14 days"
 
     # Built Angular demo to serve at `/` (optional).
     ui_dir: Path | None = None

@@ -16,7 +16,13 @@ from gateway.settings import Settings, load_settings
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    configure_logging(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        file=settings.log_file,
+        rotation=settings.log_rotation,
+        retention=settings.log_retention,
+    )
     app = FastAPI(
         title="Orchestra",
         version=__version__,

@@ -30,7 +30,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 def parse_model(raw: bytes, model: type[ModelT]) -> ModelT:
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
         raise InvalidRequest("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")

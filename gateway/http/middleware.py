@@ -54,9 +54,12 @@ class GatewayMiddleware:
         started = time.perf_counter()
         status = 500
 
+        started_response = False
+
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-Id"] = request_id
@@ -73,6 +76,12 @@ class GatewayMiddleware:
         with logger.contextualize(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_headers)
+            except Exception as exc:  # noqa: BLE001 (the last line of defence: answer, log)
+                # Caught here, inside the request's context: the log line has the request id,
+                # and the 500 has our headers. No traceback reaches the client.
+                logger.bind(error_type=type(exc).__name__).exception("unhandled error")
+                if status == 500 and not started_response:
+                    await _internal_error(send_with_headers, request_id)
             finally:
                 logger.bind(
                     method=scope["method"],
@@ -135,3 +144,26 @@ class GatewayMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+async def _internal_error(send: Send, request_id: str) -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "code": "internal_error",
+                "message": "Internal error.",
+                "request_id": request_id,
+            }
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
@@ -65,7 +66,14 @@ class InterceptHandler(logging.Handler):
         logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
-def configure_logging(*, level: str, fmt: str) -> None:
+def configure_logging(
+    *,
+    level: str,
+    fmt: str,
+    file: Path | None = None,
+    rotation: str = "100 MB",
+    retention: str = "14 days",
+) -> None:
     logger.remove()
     logger.configure(extra={"request_id": "-"}, patcher=_redact)
     sink = _RedactedStream(sys.stderr)
@@ -74,6 +82,18 @@ def configure_logging(*, level: str, fmt: str) -> None:
         logger.add(sink, level=level, serialize=True, diagnose=False, backtrace=False, enqueue=True)
     else:
         logger.add(sink, level=level, format=_HUMAN, diagnose=False, backtrace=False, enqueue=True)
+    if file is not None:
+        # A file for log shippers: JSON lines, rotated by size or time, old files deleted.
+        logger.add(
+            file,
+            level=level,
+            serialize=True,
+            diagnose=False,
+            backtrace=False,
+            enqueue=True,
+            rotation=rotation,
+            retention=retention,
+        )
     # The stdlib level filters before any record is built: httpcore and SQLAlchemy log at DEBUG
     # on every request, which costs real CPU even when loguru would drop it. httpx's INFO line
     # per upstream call duplicates our own records.

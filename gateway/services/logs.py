@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -72,24 +73,44 @@ async def recent_logs(db: Database, where: LogFilter, *, limit: int) -> LogPage:
 
 
 async def follow_logs(
-    db: Database, where: LogFilter, *, poll_interval: float = 0.5, backlog: int = 0
+    db: Database,
+    where: LogFilter,
+    *,
+    poll_interval: float = 0.5,
+    backlog: int = 0,
+    grace: float = 10.0,
 ) -> AsyncIterator[dict[str, Any]]:
     """The last ``backlog`` records (oldest first), then new ones as any replica writes them."""
     async with db.read() as session:
         latest = list(await request_logs.find_logs(session, where, limit=max(backlog, 1)))
-    last_id = latest[0].id if latest else 0
     for row in reversed(latest[:backlog]):
         yield record_to_json(row)
+    # Replicas commit their batches independently, so a record can become visible after one
+    # with a higher id: the highest id seen is not a safe cursor. The cursor only moves past
+    # ids first seen more than ``grace`` seconds ago (anything below them has committed by
+    # then); the newer ones are re-read each poll and skipped once shown.
+    floor = latest[0].id or 0 if latest else 0
+    shown: dict[int, float] = {}
     while True:
-        async with db.read() as session:
-            rows = await request_logs.find_logs(
-                session, replace(where, after_id=last_id or 0), limit=MAX_LIMIT
-            )
-        for row in rows:
-            last_id = row.id or last_id
-            yield record_to_json(row)
-        if len(rows) < MAX_LIMIT:
-            await anyio.sleep(poll_interval)
+        cursor, full = floor, True
+        while full:  # page through everything above the floor
+            async with db.read() as session:
+                rows = await request_logs.find_logs(
+                    session, replace(where, after_id=cursor), limit=MAX_LIMIT
+                )
+            now = time.monotonic()
+            for row in rows:
+                if row.id is not None and row.id not in shown:
+                    shown[row.id] = now
+                    yield record_to_json(row)
+            full = len(rows) == MAX_LIMIT
+            cursor = rows[-1].id or cursor if rows else cursor
+        settled = [record_id for record_id, at in shown.items() if now - at > grace]
+        if settled:
+            floor = max(floor, *settled)
+            for record_id in [i for i in shown if i <= floor]:
+                del shown[record_id]
+        await anyio.sleep(poll_interval)
 
 
 async def prune_logs(db: Database, *, older_than: timedelta) -> int:
