@@ -62,7 +62,8 @@ def serve(
         workers=workers,
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=10,
+        # Longer than the gateway's own drain, which ends open streams with an error event.
+        timeout_graceful_shutdown=int(cli.settings.shutdown_drain_s) + 5,
     )
 
 

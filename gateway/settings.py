@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     max_messages: int = Field(default=256, gt=0)
     max_metadata_bytes: int = Field(default=4096, gt=0)
 
+    # On SIGTERM, open streams get this long to finish, then end with `error` shutting_down.
+    shutdown_drain_s: float = Field(default=5.0, ge=0)
+
     # Streaming: a `: ping` comment while the upstream is silent.
     ping_interval_s: float = Field(default=15.0, gt=0)
     # How long an authenticated token is trusted before it is looked up again.

@@ -22,6 +22,7 @@ CLI all read these two attributes, so a new error cannot be added without a rend
     │   ├── MasterKeyError (500 master_key_error)
     │   └── NotInitialised (500 not_initialised)
     ├── StorageUnavailable (503 storage_unavailable)
+    ├── ShuttingDown (503 shutting_down)
     └── UpstreamError (502 upstream_error)
         ├── UpstreamRejected (502 upstream_error: the upstream's 4xx, never retried)
         ├── UpstreamAuthFailed (502 upstream_auth_failed)
@@ -133,6 +134,14 @@ class QuotaUnavailable(GatewayError):
     """The shared quota counters cannot be reached and the limit fails closed."""
 
     code = "quota_unavailable"
+    http_status = 503
+    retryable = True
+
+
+class ShuttingDown(GatewayError):
+    """The gateway is stopping: the answer was ended after the drain period."""
+
+    code = "shutting_down"
     http_status = 503
     retryable = True
 

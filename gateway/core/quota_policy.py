@@ -155,7 +155,9 @@ def refusal(limits: Limits, r: Reservation, snap: Snapshot) -> str | None:
 
 
 def _since(at: float | None, now: float) -> float:
-    return WINDOW_S if at is None else max(0.0, at + WINDOW_S - now)
+    # Never more than a window: across replicas an entry can be a little "newer" than `now`
+    # (another replica read its clock later but reached the counters first).
+    return WINDOW_S if at is None else min(WINDOW_S, max(0.0, at + WINDOW_S - now))
 
 
 def decide(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import anyio
 from starlette.responses import Response
 
-from gateway.core.errors import GatewayError, RequestTooLarge
+from gateway.core.errors import GatewayError, RequestTooLarge, ShuttingDown
 from gateway.http.resources import Resources
 from gateway.http.streaming import ClientDisconnected
 from gateway.services.ask import Answer, CallMeta, outcome_of
@@ -83,3 +83,17 @@ async def handle_call(
             with anyio.CancelScope(shield=True):
                 await call.answer.settle()
         raise
+    except Exception:
+        # A bug, not a domain error: still close the upstream, release the quota and record.
+        if call.answer is not None:
+            call.answer.fail(GatewayError("Internal error."))
+            with anyio.CancelScope(shield=True):
+                await call.answer.settle()
+        raise
+
+
+def shutting_down(answer: Answer) -> ShuttingDown:
+    """The error a stream cut by the shutdown ends with (and is recorded with)."""
+    error = ShuttingDown("The gateway is restarting; the answer was cut. Retry it.")
+    answer.fail(error)
+    return error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from gateway.core.errors import GatewayError
 from gateway.core.pricing import Price, PriceTable
 from gateway.flows.lazy import LazyWorkflows, WorkflowSettings
 from gateway.http.resources import Resources
+from gateway.http.shutdown import Drain, install_signal_handlers
 from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
 from gateway.security.master_key import resolve_master_keys
@@ -74,6 +76,8 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             resolve_master_keys, settings.master_key, settings.master_key_file
         )
         keyring = Keyring(keys)
+        drain = Drain(timeout=settings.shutdown_drain_s)
+        install_signal_handlers(drain, asyncio.get_running_loop())
         db = Database.open(settings.resolved_database_url, schema=settings.database_schema)
         await db.ensure_current()
         multiprocess_dir = settings.metrics_multiprocess_dir
@@ -101,7 +105,18 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 cooldown_s=settings.circuit_cooldown_s,
             ),
         )
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        # Explicit timeouts: a frozen Redis must cost a request seconds, not forever (the fail
+        # policies then apply).
+        redis = (
+            Redis.from_url(
+                settings.redis_url,
+                socket_timeout=2.0,
+                socket_connect_timeout=2.0,
+                health_check_interval=30,
+            )
+            if settings.redis_url
+            else None
+        )
         counters: QuotaCounters = MemoryCounters() if redis is None else RedisCounters(redis)
         limiter = Limiter(
             counters,
@@ -116,6 +131,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 requests_fail_open=settings.quota_requests_on_redis_down == "fail_open",
                 tokens_fail_open=settings.quota_tokens_on_redis_down == "fail_open",
             ),
+            metrics=metrics,
         )
         workflows = LazyWorkflows(
             upstream=upstream,
@@ -141,6 +157,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             redis=redis,
             metrics=metrics,
             provider_keys=ProviderKeyCache(db, keyring, ttl=settings.auth_cache_ttl_s),
+            drain=drain,
             started_at=time.time(),
             workflows=workflows,
         )

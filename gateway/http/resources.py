@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from gateway.flows.lazy import LazyWorkflows
+from gateway.http.shutdown import Drain
 from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
 from gateway.services.ask import AskDeps
@@ -35,6 +36,7 @@ class Resources:
     redis: Redis | None
     metrics: Metrics
     provider_keys: ProviderKeyCache
+    drain: Drain
     started_at: float
     workflows: LazyWorkflows | None = None
     #: What every answer needs, built once.

@@ -21,6 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from gateway.http.shutdown import Drain
 from gateway.http.sse import PING
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -74,10 +75,15 @@ class SSEResponse(Response):
         settle: Callable[[], Awaitable[None]],
         ping_interval: float,
         headers: Mapping[str, str] | None = None,
+        drain: Drain | None = None,
+        on_drain: Callable[[], bytes] | None = None,
     ) -> None:
         self._body = body
         self._settle = settle
         self._ping_interval = ping_interval
+        self._drain = drain
+        self._on_drain = on_drain
+        self._drained = False
         self.status_code = 200
         self.background = None
         self.init_headers({**SSE_HEADERS, **(headers or {})})
@@ -89,8 +95,15 @@ class SSEResponse(Response):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._produce, send_chunks)
                 tasks.start_soon(self._listen_for_disconnect, receive, tasks.cancel_scope)
+                if self._drain is not None and self._on_drain is not None:
+                    tasks.start_soon(self._end_when_drained, tasks.cancel_scope)
                 await self._write(receive_chunks, send)
                 tasks.cancel_scope.cancel()
+            if self._drained and self._on_drain is not None:
+                with anyio.CancelScope(shield=True):
+                    final = self._on_drain()
+                    await send({"type": "http.response.body", "body": final, "more_body": True})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             pass  # the client went away while we were sending
         finally:
@@ -134,6 +147,12 @@ class SSEResponse(Response):
                     body = parts[0] if len(parts) == 1 else b"".join(parts)
                 await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _end_when_drained(self, scope: anyio.CancelScope) -> None:
+        assert self._drain is not None
+        await self._drain.wait_until_due()
+        self._drained = True
+        scope.cancel()
 
     @staticmethod
     async def _listen_for_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

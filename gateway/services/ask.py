@@ -17,7 +17,13 @@ from typing import Any
 import anyio
 
 from gateway.core.clock import utcnow
-from gateway.core.errors import GatewayError, ModelNotAllowed, QuotaExceeded, UpstreamError
+from gateway.core.errors import (
+    GatewayError,
+    ModelNotAllowed,
+    QuotaExceeded,
+    ShuttingDown,
+    UpstreamError,
+)
 from gateway.core.quota_policy import MICROS, LimitState
 from gateway.flows.protocol import WorkflowRunner
 from gateway.observability.metrics import Metrics
@@ -109,6 +115,8 @@ def chat_request(ctx: AppContext, inp: AskInput, api_key: str) -> ChatRequest:
 
 
 def outcome_of(error: GatewayError) -> str:
+    if isinstance(error, ShuttingDown):
+        return "shutdown"
     return "upstream_error" if isinstance(error, UpstreamError) else "rejected"
 
 
@@ -286,7 +294,21 @@ class Answer:
                 self._admission,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
+                model=self._priced_model(),
             )
+
+    def _priced_model(self) -> str:
+        """The model to price: the one that answered, asked for under its own name.
+
+        Upstreams answer with dated snapshot names (gpt-4o-mini-2024-07-18), and a fallback
+        may have answered instead of the model asked for: the longest of the requested and
+        fallback names that the reported model starts with.
+        """
+        if self._request is None:
+            return self._model
+        candidates = (self._request.model, *self._request.fallback_models)
+        matching = [m for m in candidates if self._model.startswith(m)]
+        return max(matching, key=len) if matching else self._request.model
 
     @property
     def usage(self) -> Usage:
@@ -414,9 +436,9 @@ class Answer:
                 completion_tokens=usage.completion_tokens,
                 ttft_ms=ttft,
                 duration_ms=(time.perf_counter() - self._meta.started) * 1000,
-                # Priced by the model asked for: upstreams answer with dated snapshot names.
+                # Priced by the model that answered, under its requested name.
                 cost_usd=self._deps.limiter.cost_micros(
-                    self._request.model if self._request else self._model,
+                    self._priced_model(),
                     usage.prompt_tokens,
                     usage.completion_tokens,
                 )

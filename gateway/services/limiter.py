@@ -26,6 +26,7 @@ from gateway.core.quota_policy import (
     LimitState,
     Reservation,
 )
+from gateway.observability.metrics import Metrics
 from gateway.services.views import QuotaLimits
 from gateway.storage.counters.protocol import CountersUnavailable, QuotaCounters
 
@@ -81,8 +82,10 @@ class Limiter:
         ttl: float,
         policy: FailPolicy = FailPolicy(),
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._counters = counters
+        self._metrics = metrics
         self._prices = prices
         self._ttl = ttl
         self._policy = policy
@@ -138,6 +141,8 @@ class Limiter:
         ]
         if closed:
             self.unavailable_refusals += 1
+            if self._metrics is not None:
+                self._metrics.quota_unavailable.labels("fail_closed").inc()
             logger.bind(limits=closed).error("quota counters unavailable; failing closed")
             raise QuotaUnavailable(
                 "The quota service is unavailable; the request cannot be admitted safely. "
@@ -145,6 +150,8 @@ class Limiter:
                 retry_after=1.0,
             )
         self.unavailable_admissions += 1
+        if self._metrics is not None:
+            self._metrics.quota_unavailable.labels("fail_open").inc()
         logger.bind(limits=limits.names()).warning("quota counters unavailable; failing open")
         return Admission(app_id, None, 0, 0, (), hard_cap, model)
 
@@ -179,8 +186,14 @@ class Limiter:
         return self._prices.cost_micros(model, prompt_tokens, completion_tokens)
 
     async def settle(
-        self, admission: Admission, *, prompt_tokens: int, completion_tokens: int
+        self,
+        admission: Admission,
+        *,
+        prompt_tokens: int,
+        completion_tokens: int,
+        model: str | None = None,
     ) -> None:
+        """Count the real usage, priced as ``model`` (the one that answered; default: asked)."""
         if admission.reservation_id is None:
             return
         now = self._clock()
@@ -189,7 +202,9 @@ class Limiter:
                 admission.app_id,
                 admission.reservation_id,
                 tokens=prompt_tokens + completion_tokens,
-                cost_micros=self.cost_micros(admission.model, prompt_tokens, completion_tokens),
+                cost_micros=self.cost_micros(
+                    model or admission.model, prompt_tokens, completion_tokens
+                ),
                 now=now,
                 calendar=Calendar.at(now),
             )

@@ -99,10 +99,12 @@ def error_for_status(status: int, body: bytes, retry_after: float | None) -> Ups
 
 
 def _transport_error(exc: httpx.HTTPError) -> UpstreamError:
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeout("The upstream did not answer in time.")
+    # ConnectTimeout is a TimeoutException too: a connection that never opens is an
+    # unreachable upstream (retried, counted by the circuit breaker), not a slow answer.
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return UpstreamUnavailable("The upstream cannot be reached.")
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout("The upstream did not answer in time.")
     return UpstreamError("The connection to the upstream failed.")
 
 
@@ -242,7 +244,7 @@ class OpenAIUpstream:
                 model=str(data.get("model") or request.model),
                 usage=_usage(data.get("usage")) or Usage(),
             )
-        except (ValueError, KeyError, TypeError, IndexError):
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             raise UpstreamError("The upstream sent a malformed answer.") from None
 
     async def moderate(self, base_url: str, api_key: str, text: str) -> bool:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from gateway.core.errors import ContentFlagged
 from gateway.http import sse
 from gateway.http.body import parse_model, read_body
-from gateway.http.calls import Call, check_limits, handle_call
+from gateway.http.calls import Call, check_limits, handle_call, shutting_down
 from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
@@ -95,4 +95,6 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
         settle=answer.settle,
         ping_interval=settings.ping_interval_s,
         headers=headers_for(answer.limit_states, openai=False),
+        drain=resources.drain,
+        on_drain=lambda: sse.error_event(shutting_down(answer), meta.request_id),
     )

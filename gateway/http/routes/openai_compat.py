@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from gateway.http import sse
 from gateway.http.body import parse_model, read_body
-from gateway.http.calls import Call, check_limits, handle_call
+from gateway.http.calls import Call, check_limits, handle_call, shutting_down
 from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
@@ -75,6 +75,8 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
         settle=answer.settle,
         ping_interval=settings.ping_interval_s,
         headers=headers_for(answer.limit_states, openai=True),
+        drain=resources.drain,
+        on_drain=lambda: sse.openai_error(shutting_down(answer)),
     )
 
 

@@ -76,7 +76,7 @@ class _AppCounters:
         for at, rid in self.token_log:
             excess -= self.token_amounts.get(rid, 0)
             if excess <= 0:
-                return max(0.0, at + WINDOW_S - now)
+                return min(WINDOW_S, max(0.0, at + WINDOW_S - now))
         return WINDOW_S
 
 

@@ -96,7 +96,7 @@ if refused == 'tpm' and tokens <= tpm then
   for i = 1, #log, 2 do
     excess = excess - num(redis.call('HGET', KEYS[3], log[i]))
     if excess <= 0 then
-      tpmretry = tostring(math.max(0, tonumber(log[i + 1]) + 60 - now))
+      tpmretry = tostring(math.min(60, math.max(0, tonumber(log[i + 1]) + 60 - now)))
       break
     end
   end

@@ -118,6 +118,20 @@ describe('AskSession', () => {
     expect(session.text()).toBe('');
   });
 
+  it('reset aborts the answer in progress and forgets it, so there is nothing to retry', () => {
+    session.start({ prompt: 'q' });
+    current().next({ type: 'delta', text: 'partial' });
+    session.reset();
+
+    expect(current().observed).toBe(false);
+    expect(session.status()).toBe('idle');
+    expect(session.text()).toBe('');
+    expect(session.error()).toBeNull();
+    expect(session.usage()).toBeNull();
+    session.retry();
+    expect(requests).toHaveLength(1);
+  });
+
   it('cancels the stream when destroyed', () => {
     session.start({ prompt: 'q' });
     TestBed.resetTestingModule();

@@ -63,6 +63,17 @@ export class AskSession {
     this.statusState.set('cancelled');
   }
 
+  /** Stops any answer in progress and forgets it: back to `idle`, with no text, error, usage or retry. */
+  reset(): void {
+    this.subscription?.unsubscribe();
+    this.subscription = null;
+    this.lastRequest = null;
+    this.textState.set('');
+    this.errorState.set(null);
+    this.usageState.set(null);
+    this.statusState.set('idle');
+  }
+
   private apply(event: AskEvent): void {
     switch (event.type) {
       case 'delta':

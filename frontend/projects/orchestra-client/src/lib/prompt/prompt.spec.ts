@@ -194,4 +194,150 @@ describe('Prompt', () => {
     await fixture.whenStable();
     expect(requests).toEqual([{ prompt: 'hi', model: 'gpt-4o-mini' }]);
   });
+
+  describe('conversation mode', () => {
+    const done: AskEvent = {
+      type: 'done',
+      requestId: 'r',
+      finishReason: 'stop',
+      model: 'm',
+      usage: { promptTokens: 1, completionTokens: 1, totalTokens: 2 },
+    };
+    const threadItems = (): { role: string | null; text: string | null }[] =>
+      Array.from(
+        (fixture.nativeElement as HTMLElement).querySelectorAll('[data-testid="thread-item"]'),
+        (item) => ({ role: item.getAttribute('data-role'), text: item.textContent }),
+      );
+
+    /** Replaces the draft with `text`, sends it and lets `answer` stream in and finish. */
+    async function exchange(text: string, answer: string): Promise<void> {
+      await userEvent.clear(get('prompt-input'));
+      await typeAndSend(text);
+      await emit({ type: 'delta', text: answer }, done);
+    }
+
+    beforeEach(async () => {
+      fixture.componentRef.setInput('conversation', true);
+      await fixture.whenStable();
+    });
+
+    it('is off by default: no conversation id, button or thread', async () => {
+      fixture.componentRef.setInput('conversation', false);
+      await fixture.whenStable();
+      await exchange('one', 'first');
+      await exchange('two', 'second');
+
+      expect(requests).toEqual([{ prompt: 'one' }, { prompt: 'two' }]);
+      expect(byTestId('new-conversation')).toBeNull();
+      expect(byTestId('thread')).toBeNull();
+      expect(get('answer').textContent).toBe('second');
+    });
+
+    it('creates a conversation id on the first send and keeps it for the next ones', async () => {
+      expect(get<HTMLButtonElement>('new-conversation').disabled).toBe(true);
+      fixture.componentRef.setInput('model', 'gpt-4o-mini');
+      await exchange('one', 'first');
+      await exchange('two', 'second');
+
+      const id = requests[0].conversationId;
+      expect(id).toMatch(/^[0-9a-f-]{32,36}$/);
+      expect(requests).toEqual([
+        { prompt: 'one', model: 'gpt-4o-mini', conversationId: id },
+        { prompt: 'two', model: 'gpt-4o-mini', conversationId: id },
+      ]);
+      expect(get<HTMLButtonElement>('new-conversation').disabled).toBe(false);
+    });
+
+    it('shows the previous exchanges above the current answer', async () => {
+      await exchange('one', 'first');
+      expect(byTestId('thread')).toBeNull();
+
+      await exchange('two', 'second');
+      expect(threadItems()).toEqual([
+        { role: 'user', text: 'one' },
+        { role: 'assistant', text: 'first' },
+      ]);
+      expect(get('answer').textContent).toBe('second');
+
+      await exchange('three', 'third');
+      expect(threadItems()).toEqual([
+        { role: 'user', text: 'one' },
+        { role: 'assistant', text: 'first' },
+        { role: 'user', text: 'two' },
+        { role: 'assistant', text: 'second' },
+      ]);
+      const thread = get('thread');
+      const answer = get('answer');
+      expect(
+        thread.compareDocumentPosition(answer) & Node.DOCUMENT_POSITION_FOLLOWING,
+      ).toBeTruthy();
+    });
+
+    it('leaves failed exchanges out of the thread', async () => {
+      await exchange('one', 'first');
+      await userEvent.clear(get('prompt-input'));
+      await typeAndSend('two');
+      await emit({ type: 'error', code: 'upstream_error', message: 'x' });
+      await exchange('three', 'third');
+
+      expect(threadItems()).toEqual([
+        { role: 'user', text: 'one' },
+        { role: 'assistant', text: 'first' },
+      ]);
+    });
+
+    it('"New conversation" clears the thread and the id, and the next send starts a new one', async () => {
+      await exchange('one', 'first');
+      await exchange('two', 'second');
+      const firstId = requests[0].conversationId;
+
+      await userEvent.click(get('new-conversation'));
+      await fixture.whenStable();
+      expect(byTestId('thread')).toBeNull();
+      expect(threadItems()).toEqual([]);
+      expect(get('answer').textContent).toBe('');
+      expect(status()).toBe('idle');
+      expect(get<HTMLButtonElement>('new-conversation').disabled).toBe(true);
+
+      await exchange('three', 'third');
+      await exchange('four', 'fourth');
+      const secondId = requests[2].conversationId;
+      expect(secondId).toBeTruthy();
+      expect(secondId).not.toBe(firstId);
+      expect(requests[3].conversationId).toBe(secondId);
+      expect(threadItems()).toEqual([
+        { role: 'user', text: 'three' },
+        { role: 'assistant', text: 'third' },
+      ]);
+    });
+
+    it('"New conversation" aborts an answer in progress', async () => {
+      await userEvent.clear(get('prompt-input'));
+      await typeAndSend('long');
+      await emit({ type: 'delta', text: 'partial' });
+
+      await userEvent.click(get('new-conversation'));
+      await fixture.whenStable();
+      expect(current().observed).toBe(false);
+      expect(status()).toBe('idle');
+      expect(get('answer').textContent).toBe('');
+    });
+
+    it('renders HTML-shaped prompts and answers in the thread as text', async () => {
+      const prompt = '<script>alert(1)</script>';
+      const answer = '<img src=x onerror=alert(1)>';
+      await exchange(prompt, answer);
+      await exchange('next', 'ok');
+
+      expect(threadItems()).toEqual([
+        { role: 'user', text: prompt },
+        { role: 'assistant', text: answer },
+      ]);
+      const thread = get('thread');
+      expect(thread.querySelector('img, script')).toBeNull();
+      for (const item of Array.from(thread.children)) {
+        expect(item.children).toHaveLength(0);
+      }
+    });
+  });
 });
