@@ -387,3 +387,29 @@ def test_configured_logging_redacts_secrets_and_never_dumps_variables(fmt: str) 
     assert by_message["engine says [redacted]"]["level"]["name"] == "ERROR"
     assert by_message["stdlib says [redacted]"]["name"] != "gateway.observability.logging"
     assert by_message["stdlib traceback"]["exception"]["type"] == "RuntimeError"
+
+
+def test_the_log_file_gets_json_lines_redacted_and_rotated(tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "gateway.jsonl"
+    key = "sk-filecanary" + "x" * 20
+    script = textwrap.dedent(
+        f"""
+        from loguru import logger
+        from gateway.observability.logging import configure_logging
+        configure_logging(level="INFO", fmt="human", file={str(log_file)!r},
+                          rotation="2 KB", retention="1 day")
+        for i in range(40):
+            logger.info("calling the upstream with {{}} {{}}", {key!r}, i)
+        logger.complete()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    files = sorted(log_file.parent.iterdir())
+    assert len(files) >= 2, "2 KB rotation must have produced more than one file"
+    lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert len(lines) == 40
+    assert all(key not in line["text"] for line in lines)
+    assert all("[redacted]" in line["record"]["message"] for line in lines)
