@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -104,8 +105,8 @@ class SSEResponse(Response):
                     final = self._on_drain()
                     await send({"type": "http.response.body", "body": final, "more_body": True})
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            pass  # the client went away while we were sending
+        except* (OSError, ClientDisconnect):
+            pass  # the client went away while we were sending (grouped by the task group)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._settle()
