@@ -28,11 +28,11 @@ from gateway.core.quota_policy import MICROS, LimitState
 from gateway.flows.protocol import WorkflowRunner
 from gateway.observability.metrics import Metrics
 from gateway.services.interactions import InteractionRecord, InteractionRecorder
-from gateway.services.limiter import Admission, Limiter
+from gateway.services.limiter import Limiter
+from gateway.services.metering import QuotaMeter, priced_model
 from gateway.services.provider_keys import ProviderKeyCache
 from gateway.services.tokens import AppContext
 from gateway.upstream.client import ChunkStream, UpstreamClient
-from gateway.upstream.tokenizer import count_messages
 from gateway.upstream.types import ChatRequest, Chunk, Completion, Usage
 
 
@@ -149,17 +149,14 @@ class Answer:
         self._completed = False
         self._settled = False
         self._keep_text = ctx.log_content == "full"
-        self._admission: Admission | None = None
-        self._prompt_estimate: int | None = None
-        self._lease_renewed_at = 0.0
+        self._meter = QuotaMeter(deps.limiter, app_id=ctx.app_id, quota=ctx.limits)
         self._capped = False
-        self._quota_settled = False
         self._upstream_started: float | None = None
         self._streaming = False
 
     @property
     def limit_states(self) -> tuple[LimitState, ...]:
-        return () if self._admission is None else self._admission.states
+        return self._meter.states
 
     async def _prepare(self) -> ChatRequest:
         """Decrypt the key, build the request and reserve the quota (all before the upstream)."""
@@ -167,20 +164,7 @@ class Answer:
         request = chat_request(self._ctx, self._inp, api_key)
         self._request = request
         self._model = request.model
-        limiter = self._deps.limiter
-        quota = self._ctx.limits
-        prompt_tokens = 0
-        if limiter.needs_token_estimate(quota):
-            prompt_tokens = count_messages(request.messages, request.model)
-            self._prompt_estimate = prompt_tokens
-        self._admission = await limiter.reserve(
-            self._ctx.app_id,
-            quota,
-            model=request.model,
-            prompt_tokens=prompt_tokens,
-            max_tokens=request.max_tokens or self._ctx.max_output_tokens,
-        )
-        self._lease_renewed_at = time.monotonic()
+        await self._meter.reserve(request, max_output_tokens=self._ctx.max_output_tokens)
         return request
 
     @property
@@ -256,7 +240,7 @@ class Answer:
                         limit="hard_cap",
                     )
                 yield Delta(chunk)
-                await self._renew_lease()
+                await self._meter.renew_lease()
         except GatewayError as error:
             self._error = error
             yield Failed(error)
@@ -265,57 +249,25 @@ class Answer:
         yield Done(finish_reason=self._finish_reason, model=self._model, usage=self.usage)
 
     def _over_reservation(self) -> bool:
-        """Hard cap: would forwarding the last chunk pass what the reservation holds?"""
-        admission = self._admission
-        if admission is None or admission.token_cap is None:
+        """Hard cap: the last chunk would pass the reservation; it is neither sent nor counted."""
+        if not self._meter.over(self._content_chunks):
             return False
-        prompt = self._prompt_estimate or 0
-        over = prompt + self._content_chunks > admission.token_cap
-        if not over and admission.cost_micros:
-            cost = self._deps.limiter.cost_micros(admission.model, prompt, self._content_chunks)
-            over = cost > admission.cost_micros
-        if over:
-            self._content_chunks -= 1  # that chunk is neither forwarded nor counted
-            self._capped = True
-        return over
-
-    async def _renew_lease(self) -> None:
-        if self._admission is None or self._admission.reservation_id is None:
-            return
-        now = time.monotonic()
-        if now - self._lease_renewed_at > self._deps.limiter.ttl / 3:
-            self._lease_renewed_at = now
-            await self._deps.limiter.extend(self._admission)
+        self._content_chunks -= 1
+        self._capped = True
+        return True
 
     async def _settle_quota(self, usage: Usage) -> None:
-        if self._admission is not None and not self._quota_settled:
-            self._quota_settled = True
-            await self._deps.limiter.settle(
-                self._admission,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                model=self._priced_model(),
-            )
+        await self._meter.settle(usage, model=self._priced_model())
 
     def _priced_model(self) -> str:
-        """The model to price: the one that answered, asked for under its own name.
-
-        Upstreams answer with dated snapshot names (gpt-4o-mini-2024-07-18), and a fallback
-        may have answered instead of the model asked for: the longest of the requested and
-        fallback names that the reported model starts with.
-        """
-        if self._request is None:
-            return self._model
-        candidates = (self._request.model, *self._request.fallback_models)
-        matching = [m for m in candidates if self._model.startswith(m)]
-        return max(matching, key=len) if matching else self._request.model
+        return priced_model(self._model, self._request)
 
     @property
     def usage(self) -> Usage:
         if self._usage is not None and not self._capped:
             return self._usage
         # Cut short: what we saw, estimated (the quotas settle on this too).
-        prompt = self._prompt_estimate
+        prompt = self._meter.prompt_estimate
         if prompt is None:
             prompt = estimate_prompt_tokens(self._request.messages if self._request else [])
         return Usage(prompt_tokens=prompt, completion_tokens=self._content_chunks)

@@ -1,0 +1,91 @@
+"""One answer's quota: its reservation, the hard cap it imposes, its lease, its settlement."""
+
+from __future__ import annotations
+
+import time
+
+from gateway.core.quota_policy import LimitState
+from gateway.services.limiter import Admission, Limiter
+from gateway.services.views import QuotaLimits
+from gateway.upstream.tokenizer import count_messages
+from gateway.upstream.types import ChatRequest, Usage
+
+
+def priced_model(reported: str, request: ChatRequest | None) -> str:
+    """The model to price: the one that answered, under the name it was asked for.
+
+    Upstreams answer with dated snapshot names (gpt-4o-mini-2024-07-18), and a fallback may
+    have answered instead of the model asked for: the longest of the requested and fallback
+    names that the reported model starts with.
+    """
+    if request is None:
+        return reported
+    candidates = (request.model, *request.fallback_models)
+    matching = [m for m in candidates if reported.startswith(m)]
+    return max(matching, key=len) if matching else request.model
+
+
+class QuotaMeter:
+    def __init__(self, limiter: Limiter, *, app_id: str, quota: QuotaLimits) -> None:
+        self._limiter = limiter
+        self._app_id = app_id
+        self._quota = quota
+        self._admission: Admission | None = None
+        self._renewed_at = 0.0
+        self._settled = False
+        #: The prompt counted with the real tokenizer (only when a token or cost limit needs it).
+        self.prompt_estimate: int | None = None
+
+    @property
+    def states(self) -> tuple[LimitState, ...]:
+        return () if self._admission is None else self._admission.states
+
+    async def reserve(self, request: ChatRequest, *, max_output_tokens: int) -> None:
+        """Hold the request's tokens and cost before the upstream call (QuotaExceeded if not)."""
+        prompt_tokens = 0
+        if self._limiter.needs_token_estimate(self._quota):
+            prompt_tokens = count_messages(request.messages, request.model)
+            self.prompt_estimate = prompt_tokens
+        self._admission = await self._limiter.reserve(
+            self._app_id,
+            self._quota,
+            model=request.model,
+            prompt_tokens=prompt_tokens,
+            max_tokens=request.max_tokens or max_output_tokens,
+        )
+        self._renewed_at = time.monotonic()
+
+    def over(self, content_chunks: int) -> bool:
+        """Hard cap: would ``content_chunks`` tokens pass what the reservation holds?"""
+        admission = self._admission
+        if admission is None or admission.token_cap is None:
+            return False
+        prompt = self.prompt_estimate or 0
+        if prompt + content_chunks > admission.token_cap:
+            return True
+        if admission.cost_micros:
+            cost = self._limiter.cost_micros(admission.model, prompt, content_chunks)
+            return cost > admission.cost_micros
+        return False
+
+    async def renew_lease(self) -> None:
+        """Keep a long answer's lease alive (every third of its lifetime)."""
+        admission = self._admission
+        if admission is None or admission.reservation_id is None:
+            return
+        now = time.monotonic()
+        if now - self._renewed_at > self._limiter.ttl / 3:
+            self._renewed_at = now
+            await self._limiter.extend(admission)
+
+    async def settle(self, usage: Usage, *, model: str) -> None:
+        """Replace the reservation by the real usage, priced as ``model``; once."""
+        if self._admission is None or self._settled:
+            return
+        self._settled = True
+        await self._limiter.settle(
+            self._admission,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            model=model,
+        )
