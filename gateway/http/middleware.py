@@ -122,48 +122,38 @@ class GatewayMiddleware:
             await send({"type": "http.response.start", "status": 204, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "origin_not_allowed",
-                    "message": "This origin is not allowed to call the gateway.",
-                    "request_id": request_id,
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                    *security,
-                ],
-            }
+        await _send_error(
+            send,
+            403,
+            "origin_not_allowed",
+            "This origin is not allowed to call the gateway.",
+            request_id,
+            extra_headers=[(b"x-request-id", request_id.encode()), *security],
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    *,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A whole JSON error answer in our shape, sent from the middleware itself."""
+    body = json.dumps(
+        {"error": {"code": code, "message": message, "request_id": request_id}}
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *(extra_headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _internal_error(send: Send, request_id: str) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "code": "internal_error",
-                "message": "Internal error.",
-                "request_id": request_id,
-            }
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    # Sent through the request's own wrapper, which adds X-Request-Id and the security headers.
+    await _send_error(send, 500, "internal_error", "Internal error.", request_id)
