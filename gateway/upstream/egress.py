@@ -2,57 +2,62 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
+import ssl
 from collections.abc import Iterable
-from typing import Any
-
-import anyio
-import httpcore
 
 from gateway.core.egress import is_forbidden_address
 from gateway.core.errors import UpstreamUnavailable
+from gateway.upstream.wire import ConnectFailed, Connection, Dialer
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host``, in the resolver's order (a seam for the tests)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+class GuardedDialer:
     """Resolves, checks and connects to the checked address (no second lookup to rebind)."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkBackend, allowed_hosts: Iterable[str]) -> None:
-        self._inner = inner
+    def __init__(self, inner: Dialer, allowed_hosts: Iterable[str]) -> None:
+        self.inner = inner
         self._allowed = frozenset(h.lower() for h in allowed_hosts)
 
-    async def connect_tcp(
+    async def dial(
         self,
         host: str,
         port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+        *,
+        tls: ssl.SSLContext | None,
+        server_hostname: str | None,
+        timeout: float,
+    ) -> Connection:
         if host.lower() in self._allowed:
-            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            return await self.inner.dial(
+                host, port, tls=tls, server_hostname=server_hostname, timeout=timeout
+            )
         try:
-            infos = await anyio.getaddrinfo(host, port, type=0)
+            addresses = await resolve(host, port)
         except OSError:
-            raise httpcore.ConnectError(f"cannot resolve {host}") from None
-        addresses = [str(info[4][0]) for info in infos]
+            raise ConnectFailed(f"cannot resolve {host}") from None
         allowed = [a for a in addresses if not is_forbidden_address(ipaddress.ip_address(a))]
         if not allowed:
             raise UpstreamUnavailable(
                 f"The upstream {host} resolves to a private or link-local address; refused "
                 "(list it in allowed_upstream_hosts if that is intended)."
             )
-        # Every checked address in turn, as httpcore's own backend would (a dual-stack name
-        # whose IPv6 address does not answer still works over IPv4); never the name again.
-        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        # Every checked address in turn (a dual-stack name whose IPv6 address does not answer
+        # still works over IPv4); never the name again. TLS still checks the name (SNI).
+        failure: ConnectFailed | None = None
         for address in dict.fromkeys(allowed):
             try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
+                return await self.inner.dial(
+                    address, port, tls=tls, server_hostname=server_hostname, timeout=timeout
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+            except ConnectFailed as exc:
                 failure = exc
         assert failure is not None
         raise failure
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)

@@ -1,20 +1,19 @@
-"""OpenAI-compatible upstream over a shared ``httpx.AsyncClient``.
+"""OpenAI-compatible upstream over the gateway's own pooled HTTP/1.1 client (wire.py).
 
-Plain httpx rather than the SDK on the hot path: the SDK builds pydantic models for every
-chunk, which costs more than the rest of the gateway together, and hides the raw bytes the
-/v1 routes forward. Every httpx error is translated here, at the boundary, into the
-``UpstreamError`` tree; nothing from httpx leaks upward.
+Not the SDK on the hot path: it builds pydantic models for every chunk, which costs more than
+the rest of the gateway together, and hides the raw bytes the /v1 routes forward; not httpx
+either (see wire.py). Every transport error is translated here, at the boundary, into the
+``UpstreamError`` tree; nothing from the transport leaks upward.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
-import httpx
+import orjson
 
 from gateway.core.errors import (
     UpstreamAuthFailed,
@@ -25,8 +24,17 @@ from gateway.core.errors import (
     UpstreamUnavailable,
 )
 from gateway.core.redact import redact_text
-from gateway.upstream.egress import GuardedBackend
+from gateway.upstream.egress import GuardedDialer
 from gateway.upstream.types import ChatRequest, Chunk, Completion, Usage
+from gateway.upstream.wire import (
+    ConnectFailed,
+    Pool,
+    ProtocolViolation,
+    ReadTimedOut,
+    Response,
+    TCPDialer,
+    WireError,
+)
 
 _DATA_BYTES = b"data:"
 
@@ -40,8 +48,9 @@ def _usage(data: Any) -> Usage | None:
     )
 
 
-def parse_chunk(raw: str) -> Chunk:
-    data = json.loads(raw)
+def parse_chunk(payload: bytes) -> Chunk:
+    data = orjson.loads(payload)
+    raw = payload.decode()
     choices = data.get("choices") or []
     usage = _usage(data.get("usage"))
     if not choices:
@@ -57,8 +66,15 @@ def parse_chunk(raw: str) -> Chunk:
     )
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def _dumps(body: Any) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # orjson refuses integers beyond 64 bits, which JSON (and json) allow
+        return json.dumps(body, ensure_ascii=False).encode()
+
+
+def _retry_after(response: Response) -> float | None:
+    value = response.header(b"retry-after")
     if value is None:
         return None
     try:
@@ -69,7 +85,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def _upstream_message(body: bytes) -> str:
     try:
-        message = json.loads(body)["error"]["message"]
+        message = orjson.loads(body)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         return ""
     return redact_text(str(message))[:300]
@@ -98,13 +114,15 @@ def error_for_status(status: int, body: bytes, retry_after: float | None) -> Ups
     return UpstreamError(f"The upstream answered HTTP {status}{suffix}")
 
 
-def _transport_error(exc: httpx.HTTPError) -> UpstreamError:
-    # ConnectTimeout is a TimeoutException too: a connection that never opens is an
-    # unreachable upstream (retried, counted by the circuit breaker), not a slow answer.
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+def _transport_error(exc: WireError) -> UpstreamError:
+    # A connect timeout too: a connection that never opens is an unreachable upstream
+    # (retried, counted by the circuit breaker), not a slow answer.
+    if isinstance(exc, ConnectFailed):
         return UpstreamUnavailable("The upstream cannot be reached.")
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, ReadTimedOut):
         return UpstreamTimeout("The upstream did not answer in time.")
+    if isinstance(exc, ProtocolViolation):
+        return UpstreamError("The upstream sent an invalid HTTP answer.")
     return UpstreamError("The connection to the upstream failed.")
 
 
@@ -115,10 +133,8 @@ class OpenAIStream:
     often carries many events, and they are handed out without waiting again.
     """
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: Response) -> None:
         self._response = response
-        # aiter_bytes, not aiter_raw: a compressed (gzip) stream is decoded.
-        self._raw: AsyncIterator[bytes] = response.aiter_bytes()
         self._buffer = b""
         self._payloads: deque[bytes] = deque()
         self._done = False
@@ -132,25 +148,24 @@ class OpenAIStream:
         if payload == b"[DONE]":
             self._done = True
             self._payloads.clear()
-            await self._drain()
+            await self._drain(timeout)
             return None
         try:
-            return parse_chunk(payload.decode())
+            return parse_chunk(payload)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise UpstreamError("The upstream sent a malformed stream event.") from None
 
     async def _read(self, timeout: float) -> None:
         try:
-            with anyio.fail_after(timeout):
-                block = await self._raw.__anext__()
-        except TimeoutError:
+            block = await self._response.read(timeout)
+        except ReadTimedOut:
             raise UpstreamTimeout(f"The upstream sent nothing for {timeout:g} s.") from None
-        except StopAsyncIteration:
-            # The connection ended without [DONE]: the answer is cut, not complete.
-            raise UpstreamError("The upstream stream ended before it was complete.") from None
-        except httpx.HTTPError as exc:
+        except WireError as exc:
             raise _transport_error(exc) from None
-        buffer = self._buffer + block
+        if not block:
+            # The body ended without [DONE]: the answer is cut, not complete.
+            raise UpstreamError("The upstream stream ended before it was complete.")
+        buffer = self._buffer + block if self._buffer else block
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         *events, self._buffer = buffer.split(b"\n\n")
@@ -159,17 +174,22 @@ class OpenAIStream:
                 if line.startswith(_DATA_BYTES):
                     self._payloads.append(line[len(_DATA_BYTES) :].strip())
 
-    async def _drain(self) -> None:
+    async def _drain(self, timeout: float) -> None:
         """Read the end of the body after [DONE], so the connection goes back to the pool.
 
         Closing a response that was not read to its end closes its connection, and every
         answer would then pay a new TCP (and TLS) handshake to the upstream.
         """
-        async for _ in self._raw:
-            pass
+        try:
+            while await self._response.read(timeout):
+                pass
+        except WireError:
+            self._response.close()
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        # Read to its end: the connection goes back to the pool; otherwise it is closed,
+        # which tells the upstream to stop generating (and billing).
+        self._response.close()
 
 
 class OpenAIUpstream:
@@ -183,59 +203,62 @@ class OpenAIUpstream:
         allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         self._first_token_timeout = first_token_timeout
-        transport = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
-        )
-        # httpx has no public hook for the connect step: the SSRF guard wraps the pool's
-        # network backend, so every new connection is checked after DNS resolution.
-        pool = transport._pool
-        pool._network_backend = GuardedBackend(pool._network_backend, allowed_hosts)
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(
-                connect=connect_timeout, read=None, write=30.0, pool=connect_timeout
-            ),
-            follow_redirects=False,
-            trust_env=False,
+        # Every new connection goes through the SSRF guard, after DNS resolution.
+        self._pool = Pool(
+            GuardedDialer(TCPDialer(), allowed_hosts), connect_timeout=connect_timeout
         )
 
-    def _build(self, request: ChatRequest, *, stream: bool) -> httpx.Request:
-        return self._client.build_request(
-            "POST",
-            f"{request.base_url}/chat/completions",
-            json=request.body(stream=stream),
-            headers={
-                "Authorization": f"Bearer {request.api_key}",
-                "Accept": "text/event-stream" if stream else "application/json",
-            },
-        )
+    @property
+    def pool(self) -> Pool:
+        return self._pool
+
+    async def _post(self, url: str, api_key: str, body: Any, *, accept: str) -> Response:
+        headers = (("Authorization", f"Bearer {api_key}"), ("Accept", accept))
+        return await self._pool.post(url, _dumps(body), headers, timeout=self._first_token_timeout)
 
     async def open_stream(self, request: ChatRequest) -> OpenAIStream:
         try:
-            with anyio.fail_after(self._first_token_timeout):
-                response = await self._client.send(self._build(request, stream=True), stream=True)
-                if response.status_code != 200:
-                    body = await response.aread()
-                    await response.aclose()
-                    raise error_for_status(response.status_code, body, _retry_after(response))
-        except TimeoutError:
+            response = await self._post(
+                f"{request.base_url}/chat/completions",
+                request.api_key,
+                request.body(stream=True),
+                accept="text/event-stream",
+            )
+            if response.status != 200:
+                body = await response.read_all(self._first_token_timeout)
+                raise error_for_status(response.status, body, _retry_after(response))
+        except ReadTimedOut:
             raise UpstreamTimeout("The upstream did not start answering in time.") from None
-        except httpx.HTTPError as exc:
+        except WireError as exc:
             raise _transport_error(exc) from None
         return OpenAIStream(response)
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    async def _call(self, url: str, api_key: str, body: Any, what: str) -> Any:
+        """POST, and read the whole JSON answer within the first-token bound."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._first_token_timeout
         try:
-            with anyio.fail_after(self._first_token_timeout):
-                response = await self._client.send(self._build(request, stream=False))
-        except TimeoutError:
-            raise UpstreamTimeout("The upstream did not answer in time.") from None
-        except httpx.HTTPError as exc:
+            response = await self._post(url, api_key, body, accept="application/json")
+            content = await response.read_all(max(0.0, deadline - loop.time()))
+        except ReadTimedOut:
+            raise UpstreamTimeout(f"The {what} did not answer in time.") from None
+        except WireError as exc:
             raise _transport_error(exc) from None
-        if response.status_code != 200:
-            raise error_for_status(response.status_code, response.content, _retry_after(response))
+        if response.status != 200:
+            raise error_for_status(response.status, content, _retry_after(response))
         try:
-            data = response.json()
+            return orjson.loads(content)
+        except ValueError:
+            raise UpstreamError(f"The {what} sent a malformed answer.") from None
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        data = await self._call(
+            f"{request.base_url}/chat/completions",
+            request.api_key,
+            request.body(stream=False),
+            "upstream",
+        )
+        try:
             choice = data["choices"][0]
             return Completion(
                 raw=data,
@@ -244,28 +267,18 @@ class OpenAIUpstream:
                 model=str(data.get("model") or request.model),
                 usage=_usage(data.get("usage")) or Usage(),
             )
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        except (KeyError, TypeError, IndexError, AttributeError):
             raise UpstreamError("The upstream sent a malformed answer.") from None
 
     async def moderate(self, base_url: str, api_key: str, text: str) -> bool:
         """Whether OpenAI's ``/moderations`` flags ``text``; raises UpstreamError subclasses."""
+        data = await self._call(
+            f"{base_url}/moderations", api_key, {"input": text}, "moderation endpoint"
+        )
         try:
-            with anyio.fail_after(self._first_token_timeout):
-                response = await self._client.post(
-                    f"{base_url}/moderations",
-                    json={"input": text},
-                    headers={"Authorization": f"Bearer {api_key}"},
-                )
-        except TimeoutError:
-            raise UpstreamTimeout("The moderation endpoint did not answer in time.") from None
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
-        if response.status_code != 200:
-            raise error_for_status(response.status_code, response.content, _retry_after(response))
-        try:
-            return any(bool(result["flagged"]) for result in response.json()["results"])
-        except (ValueError, KeyError, TypeError):
+            return any(bool(result["flagged"]) for result in data["results"])
+        except (KeyError, TypeError):
             raise UpstreamError("The moderation endpoint sent a malformed answer.") from None
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()

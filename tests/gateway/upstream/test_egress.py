@@ -1,28 +1,29 @@
-"""SSRF rules: check_base_url (registration) and GuardedBackend (connect time, after DNS).
+"""SSRF rules: check_base_url (registration) and GuardedDialer (connect time, after DNS).
 
-No test here connects anywhere but 127.0.0.1: the resolver is monkeypatched, and the network
-backend behind the guard is a recorder that refuses any non-loopback connection, so a guard
+No test here connects anywhere but 127.0.0.1: the resolver is monkeypatched, and the dialer
+behind the guard is a recorder that refuses any non-loopback connection, so a guard
 that let a private address through fails the test instead of touching the network.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
-import httpcore
 import pytest
 
 from gateway.core import validation
 from gateway.core.egress import check_base_url, is_forbidden_address, is_loopback
 from gateway.core.errors import InvalidRequest, UpstreamRejected, UpstreamUnavailable
-from gateway.upstream.egress import GuardedBackend
+from gateway.upstream import egress
+from gateway.upstream.egress import GuardedDialer
 from gateway.upstream.openai import OpenAIUpstream
 from gateway.upstream.types import ChatRequest
+from gateway.upstream.wire import ConnectFailed, Connection, TCPDialer
 from tests.gateway.upstream.raw_server import answer, ok_stream, raw_server
 
 pytestmark = pytest.mark.anyio
@@ -162,55 +163,54 @@ def test_validation_keeps_allowed_upstreams() -> None:
     )
 
 
-# --- GuardedBackend -------------------------------------------------------------------------
+# --- GuardedDialer --------------------------------------------------------------------------
 
 
 @dataclass
-class Recorder(httpcore.AsyncNetworkBackend):
-    """The network behind the guard: records every connect, connects to nothing but loopback."""
+class Recorder:
+    """The network behind the guard: records every dial, connects to nothing but loopback."""
 
     refuse: set[str] = field(default_factory=set)
     calls: list[tuple[str, int]] = field(default_factory=list)
+    hostnames: list[str | None] = field(default_factory=list)
 
-    async def connect_tcp(
+    async def dial(
         self,
         host: str,
         port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+        *,
+        tls: ssl.SSLContext | None,
+        server_hostname: str | None,
+        timeout: float,
+    ) -> Connection:
         self.calls.append((host, port))
+        self.hostnames.append(server_hostname)
         if host in self.refuse:
-            raise httpcore.ConnectError(f"connection to {host} refused")
+            raise ConnectFailed(f"connection to {host} refused")
         try:
             literal = ipaddress.ip_address(host)
         except ValueError:
             literal = None
-        if literal is not None and not literal.is_loopback:
-            return Connected(host)  # recorded, never dialled
-        if literal is None:
-            return Connected(host)
-        return await httpcore.AnyIOBackend().connect_tcp(host, port, timeout)
-
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
+        if literal is None or not literal.is_loopback:
+            return Pretend(asyncio.get_running_loop(), host)  # recorded, never dialled
+        return await TCPDialer().dial(
+            host, port, tls=tls, server_hostname=server_hostname, timeout=timeout
+        )
 
 
-@dataclass
-class Connected(httpcore.AsyncNetworkStream):
-    """A stand-in stream for a connection the recorder pretended to open."""
+class Pretend(Connection):
+    """A stand-in for a connection the recorder pretended to open."""
 
-    host: str
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str) -> None:
+        super().__init__(loop)
+        self.host = host
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+    def send(self, data: bytes) -> None:
         raise AssertionError("no I/O on a pretend connection")
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        raise AssertionError("no I/O on a pretend connection")
 
-    async def aclose(self) -> None:
-        return None
+def _dial(guard: GuardedDialer, host: str, port: int) -> Any:
+    return guard.dial(host, port, tls=None, server_hostname=None, timeout=1)
 
 
 Resolved = dict[str, list[str]]
@@ -233,7 +233,10 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> Resolved:
             infos.append((family, socket.SOCK_STREAM, 6, "", sockaddr))
         return infos
 
-    monkeypatch.setattr(anyio, "getaddrinfo", getaddrinfo)
+    async def resolve(host: str, port: int) -> list[str]:
+        return [str(info[4][0]) for info in await getaddrinfo(host, port)]
+
+    monkeypatch.setattr(egress, "resolve", resolve)
     table["__looked_up__"] = looked_up  # the names asked for, in order
     return table
 
@@ -244,9 +247,9 @@ async def test_a_name_resolving_to_a_forbidden_address_is_refused_before_connect
 ) -> None:
     dns["rebind.attacker.test"] = [address]
     inner = Recorder()
-    guard = GuardedBackend(inner, allowed_hosts=())
+    guard = GuardedDialer(inner, allowed_hosts=())
     with pytest.raises(UpstreamUnavailable) as raised:
-        await guard.connect_tcp("rebind.attacker.test", 443, timeout=1)
+        await _dial(guard, "rebind.attacker.test", 443)
     assert inner.calls == [], "the guard let a connection through"
     assert "rebind.attacker.test" in raised.value.message
 
@@ -256,17 +259,15 @@ async def test_an_ip_literal_is_refused_before_connecting(address: str) -> None:
     # The real resolver: a literal resolves to itself without any network traffic.
     inner = Recorder()
     with pytest.raises(UpstreamUnavailable):
-        await GuardedBackend(inner, allowed_hosts=()).connect_tcp(address, 443, timeout=1)
+        await _dial(GuardedDialer(inner, allowed_hosts=()), address, 443)
     assert inner.calls == []
 
 
 async def test_it_connects_to_the_checked_address_not_the_name(dns: Resolved) -> None:
     dns["api.example.test"] = ["8.8.8.8"]
     inner = Recorder()
-    stream = await GuardedBackend(inner, allowed_hosts=()).connect_tcp(
-        "api.example.test", 443, timeout=1
-    )
-    assert isinstance(stream, Connected)
+    stream = await _dial(GuardedDialer(inner, allowed_hosts=()), "api.example.test", 443)
+    assert isinstance(stream, Pretend)
     # The address that was checked is the one dialled: no second lookup that could rebind.
     assert inner.calls == [("8.8.8.8", 443)]
     assert dns["__looked_up__"] == ["api.example.test"]
@@ -275,20 +276,20 @@ async def test_it_connects_to_the_checked_address_not_the_name(dns: Resolved) ->
 async def test_forbidden_addresses_among_the_answers_are_skipped(dns: Resolved) -> None:
     dns["mixed.example.test"] = ["169.254.169.254", "10.0.0.7", "1.1.1.1", "192.168.0.1"]
     inner = Recorder()
-    await GuardedBackend(inner, allowed_hosts=()).connect_tcp("mixed.example.test", 443)
+    await _dial(GuardedDialer(inner, allowed_hosts=()), "mixed.example.test", 443)
     assert inner.calls == [("1.1.1.1", 443)]
 
 
 async def test_the_next_checked_address_is_tried_when_the_first_refuses(dns: Resolved) -> None:
     """A dual-stack name whose first (IPv6) address does not answer still works over IPv4.
 
-    httpcore's own backend tries every address; the guard must not do worse by dialling only
-    the first one (a host without IPv6 routing would lose every such upstream).
+    A plain connect tries every address; the guard must not do worse by dialling only the
+    first one (a host without IPv6 routing would lose every such upstream).
     """
     dns["dual.example.test"] = ["2606:4700::6810:1", "104.18.7.192"]
     inner = Recorder(refuse={"2606:4700::6810:1"})
-    stream = await GuardedBackend(inner, allowed_hosts=()).connect_tcp("dual.example.test", 443)
-    assert isinstance(stream, Connected) and stream.host == "104.18.7.192"
+    stream = await _dial(GuardedDialer(inner, allowed_hosts=()), "dual.example.test", 443)
+    assert isinstance(stream, Pretend) and stream.host == "104.18.7.192"
     assert inner.calls == [("2606:4700::6810:1", 443), ("104.18.7.192", 443)]
 
 
@@ -297,8 +298,8 @@ async def test_when_every_checked_address_refuses_the_error_is_a_connect_error(
 ) -> None:
     dns["down.example.test"] = ["8.8.8.8", "8.8.4.4"]
     inner = Recorder(refuse={"8.8.8.8", "8.8.4.4"})
-    with pytest.raises(httpcore.ConnectError):
-        await GuardedBackend(inner, allowed_hosts=()).connect_tcp("down.example.test", 443)
+    with pytest.raises(ConnectFailed):
+        await _dial(GuardedDialer(inner, allowed_hosts=()), "down.example.test", 443)
     assert [host for host, _ in inner.calls] == ["8.8.8.8", "8.8.4.4"]
 
 
@@ -307,7 +308,7 @@ async def test_an_allowed_host_is_connected_by_name_without_the_address_check(
 ) -> None:
     dns["llm.internal"] = ["10.1.2.3"]
     inner = Recorder()
-    await GuardedBackend(inner, allowed_hosts=["LLM.internal"]).connect_tcp("llm.internal", 80)
+    await _dial(GuardedDialer(inner, allowed_hosts=["LLM.internal"]), "llm.internal", 80)
     assert inner.calls == [("llm.internal", 80)]
     assert dns["__looked_up__"] == []
 
@@ -316,17 +317,15 @@ async def test_loopback_names_are_allowed(dns: Resolved) -> None:
     dns["local.test"] = ["127.0.0.1"]
     inner = Recorder()
     async with raw_server(ok_stream()) as server:
-        stream = await GuardedBackend(inner, allowed_hosts=()).connect_tcp(
-            "local.test", server.port, timeout=2
-        )
-        await stream.aclose()
+        connection = await _dial(GuardedDialer(inner, allowed_hosts=()), "local.test", server.port)
+        connection.close()
     assert inner.calls == [("127.0.0.1", server.port)]
 
 
 async def test_a_name_that_does_not_resolve_is_a_connect_error(dns: Resolved) -> None:
     inner = Recorder()
-    with pytest.raises(httpcore.ConnectError):
-        await GuardedBackend(inner, allowed_hosts=()).connect_tcp("nowhere.test", 443)
+    with pytest.raises(ConnectFailed):
+        await _dial(GuardedDialer(inner, allowed_hosts=()), "nowhere.test", 443)
     assert inner.calls == []
 
 
@@ -335,10 +334,10 @@ async def test_a_name_that_does_not_resolve_is_a_connect_error(dns: Resolved) ->
 
 def _guarded_upstream(allowed: tuple[str, ...] = ()) -> tuple[OpenAIUpstream, Recorder]:
     upstream = OpenAIUpstream(connect_timeout=2, first_token_timeout=2, allowed_hosts=allowed)
-    backend = upstream._client._transport._pool._network_backend  # type: ignore[attr-defined]
-    assert isinstance(backend, GuardedBackend), "the SSRF guard is not installed"
+    guard = upstream.pool.dialer
+    assert isinstance(guard, GuardedDialer), "the SSRF guard is not installed"
     recorder = Recorder()
-    backend._inner = recorder
+    guard.inner = recorder
     return upstream, recorder
 
 

@@ -5,10 +5,8 @@ Only 127.0.0.1 is contacted: a raw server for odd answers, a recorder for connec
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import ssl
 
-import httpcore
 import pytest
 
 from gateway.core.errors import (
@@ -17,42 +15,41 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.upstream.egress import GuardedBackend
+from gateway.upstream.egress import GuardedDialer
 from gateway.upstream.openai import OpenAIUpstream
 from gateway.upstream.types import ChatRequest
+from gateway.upstream.wire import ConnectFailed, Connection, ConnectTimedOut, Dialer
 from tests.gateway.upstream.raw_server import answer, chunk_json, raw_server, silent, sse
 
 pytestmark = pytest.mark.anyio
 
 
-class FailingConnect(httpcore.AsyncNetworkBackend):
+class FailingConnect:
     def __init__(self, error: Exception) -> None:
         self.error = error
         self.calls = 0
 
-    async def connect_tcp(
+    async def dial(
         self,
         host: str,
         port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+        *,
+        tls: ssl.SSLContext | None,
+        server_hostname: str | None,
+        timeout: float,
+    ) -> Connection:
         self.calls += 1
         raise self.error
-
-    async def sleep(self, seconds: float) -> None:
-        return None
 
 
 def _upstream(first_token_timeout: float = 2.0) -> OpenAIUpstream:
     return OpenAIUpstream(connect_timeout=1, first_token_timeout=first_token_timeout)
 
 
-def _with_backend(upstream: OpenAIUpstream, backend: httpcore.AsyncNetworkBackend) -> None:
-    guard = upstream._client._transport._pool._network_backend  # type: ignore[attr-defined]
-    assert isinstance(guard, GuardedBackend)
-    guard._inner = backend
+def _with_backend(upstream: OpenAIUpstream, backend: Dialer) -> None:
+    guard = upstream.pool.dialer
+    assert isinstance(guard, GuardedDialer)
+    guard.inner = backend
 
 
 def _chat(base_url: str) -> ChatRequest:
@@ -66,7 +63,7 @@ def _chat(base_url: str) -> ChatRequest:
 
 async def test_a_refused_connection_is_upstream_unavailable() -> None:
     upstream = _upstream()
-    backend = FailingConnect(httpcore.ConnectError("refused"))
+    backend = FailingConnect(ConnectFailed("refused"))
     _with_backend(upstream, backend)
     try:
         with pytest.raises(UpstreamUnavailable):
@@ -83,7 +80,7 @@ async def test_a_connect_timeout_is_a_connect_error_not_a_hung_upstream() -> Non
     circuit breaker treats timeouts as 'it answered', never opens the circuit either.
     """
     upstream = _upstream()
-    _with_backend(upstream, FailingConnect(httpcore.ConnectTimeout("timed out")))
+    _with_backend(upstream, FailingConnect(ConnectTimedOut("timed out")))
     try:
         with pytest.raises(UpstreamError) as raised:
             await upstream.open_stream(_chat("http://127.0.0.1:9/v1"))
