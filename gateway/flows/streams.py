@@ -67,6 +67,9 @@ class GraphStream:
         self._run = run
         self._done = False
 
+    def ready(self) -> bool:
+        return self._receive.statistics().current_buffer_used > 0
+
     async def next_chunk(self, timeout: float) -> Chunk | None:
         if self._done:
             return None

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import anyio
 from starlette.responses import Response
+from starlette.types import Receive
 
 from gateway.core.errors import GatewayError, RequestTooLarge, ShuttingDown
 from gateway.http.resources import Resources
-from gateway.http.streaming import ClientDisconnected
+from gateway.http.streaming import ClientDisconnected, ClientWatch
 from gateway.services.ask import Answer, CallMeta, outcome_of
 from gateway.services.interactions import rejection_record
 from gateway.services.tokens import AppContext
@@ -59,10 +60,22 @@ def record_refusal(
 
 @dataclass
 class Call:
-    """What a route learned so far: who calls, and the answer once it exists."""
+    """What a route learned so far: who calls, the answer once it exists, the client watch."""
 
     ctx: AppContext | None = None
     answer: Answer | None = None
+    watch: ClientWatch | None = None
+
+    def start_watching(self, receive: Receive) -> ClientWatch:
+        """Watch for the client leaving (once the body is read); closed when the call ends."""
+        self.watch = ClientWatch(receive)
+        return self.watch
+
+    def hand_over_watch(self) -> ClientWatch:
+        """The watch, now owned (and closed) by the streamed response."""
+        watch, self.watch = self.watch, None
+        assert watch is not None
+        return watch
 
 
 async def handle_call(
@@ -90,6 +103,9 @@ async def handle_call(
             with anyio.CancelScope(shield=True):
                 await call.answer.settle()
         raise
+    finally:
+        if call.watch is not None:
+            call.watch.close()
 
 
 def shutting_down(answer: Answer) -> ShuttingDown:

@@ -8,8 +8,10 @@ quota settled, and only then does the lifespan flush the records and exit.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -22,17 +24,44 @@ class Drain:
         self.timeout = timeout
         self.started = anyio.Event()
         self.deadline: float | None = None
+        self._due = False
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._next_id = 0
 
     def begin(self) -> None:
         if not self.started.is_set():
             self.deadline = time.monotonic() + self.timeout
             self.started.set()
             logger.bind(drain_s=self.timeout).info("shutting down: draining open streams")
+            asyncio.get_running_loop().call_later(self.timeout, self._fire)
 
-    async def wait_until_due(self) -> None:
-        await self.started.wait()
-        assert self.deadline is not None
-        await anyio.sleep(max(0.0, self.deadline - time.monotonic()))
+    def on_due(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when the drain deadline passes; returns the unregister function.
+
+        A callback per open stream, not a task: a task per stream waiting for a shutdown that
+        almost never comes cost every answer a task switch and its memory.
+        """
+        if self._due:
+            asyncio.get_running_loop().call_soon(callback)
+            return _nothing
+        key = self._next_id
+        self._next_id += 1
+        self._callbacks[key] = callback
+
+        def unregister() -> None:
+            self._callbacks.pop(key, None)
+
+        return unregister
+
+    def _fire(self) -> None:
+        self._due = True
+        callbacks, self._callbacks = self._callbacks, {}
+        for callback in callbacks.values():
+            callback()
+
+
+def _nothing() -> None:
+    return None
 
 
 def install_signal_handlers(drain: Drain, loop: Any) -> None:

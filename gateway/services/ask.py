@@ -171,6 +171,10 @@ class Answer:
     def model(self) -> str:
         return self._model
 
+    def more_ready(self) -> bool:
+        """Whether the next event can be produced without waiting for the upstream."""
+        return bool(self._buffered) or (self._stream is not None and self._stream.ready())
+
     async def open(self) -> None:
         """Start the upstream call and read its first event; raises GatewayError."""
         try:

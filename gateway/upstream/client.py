@@ -11,6 +11,9 @@ class ChunkStream(Protocol):
     async def next_chunk(self, timeout: float) -> Chunk | None:
         """The next event, None at the end; raises UpstreamError subclasses."""
 
+    def ready(self) -> bool:
+        """Whether the next event is already here (``next_chunk`` would not wait)."""
+
     async def aclose(self) -> None:
         """Close the connection now (cancels generation upstream)."""
 

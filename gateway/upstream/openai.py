@@ -139,6 +139,9 @@ class OpenAIStream:
         self._payloads: deque[bytes] = deque()
         self._done = False
 
+    def ready(self) -> bool:
+        return bool(self._payloads)
+
     async def next_chunk(self, timeout: float) -> Chunk | None:
         while not self._payloads:
             if self._done:

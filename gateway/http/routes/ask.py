@@ -15,7 +15,7 @@ from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
 from gateway.http.schemas import AskRequest
-from gateway.http.streaming import SSEResponse, unless_disconnected
+from gateway.http.streaming import SSEResponse
 from gateway.services.ask import Answer, AskInput, CallMeta, Delta, Done
 
 router = APIRouter()
@@ -72,7 +72,7 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
     )
     answer = call.answer = Answer(resources.ask_deps, call.ctx, inp, meta)
     if _wants_json(request, body):
-        completion = await unless_disconnected(request.receive, answer.complete)
+        completion = await call.start_watching(request.receive).run(answer.complete)
         return JSONResponse(
             headers=headers_for(answer.limit_states, openai=False),
             content={
@@ -84,8 +84,9 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
             },
         )
     events: AsyncIterator[bytes]
+    watch = call.start_watching(request.receive)
     try:
-        await unless_disconnected(request.receive, answer.open)
+        await watch.run(answer.open)
         events = _encode(answer, meta.request_id)
     except ContentFlagged as flagged:
         # A moderation refusal is part of the stream contract: one `error` event, the end.
@@ -96,5 +97,7 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
         ping_interval=settings.ping_interval_s,
         headers=headers_for(answer.limit_states, openai=False),
         drain=resources.drain,
+        watch=call.hand_over_watch(),
+        more_ready=answer.more_ready,
         on_drain=lambda: sse.error_event(shutting_down(answer), meta.request_id),
     )

@@ -15,7 +15,7 @@ from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
 from gateway.http.schemas import ChatCompletionRequest
-from gateway.http.streaming import SSEResponse, unless_disconnected
+from gateway.http.streaming import SSEResponse
 from gateway.services.ask import Answer, AskInput, CallMeta, Delta, Done
 
 router = APIRouter(prefix="/v1")
@@ -66,9 +66,9 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
     )
     answer = call.answer = Answer(resources.ask_deps, call.ctx, inp, meta)
     if not body.stream:
-        completion = await unless_disconnected(request.receive, answer.complete)
+        completion = await call.start_watching(request.receive).run(answer.complete)
         return JSONResponse(completion.raw, headers=headers_for(answer.limit_states, openai=True))
-    await unless_disconnected(request.receive, answer.open)
+    await call.start_watching(request.receive).run(answer.open)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     return SSEResponse(
         _encode(answer, include_usage),
@@ -76,6 +76,8 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
         ping_interval=settings.ping_interval_s,
         headers=headers_for(answer.limit_states, openai=True),
         drain=resources.drain,
+        watch=call.hand_over_watch(),
+        more_ready=answer.more_ready,
         on_drain=lambda: sse.openai_error(shutting_down(answer)),
     )
 

@@ -41,6 +41,9 @@ class ScriptedStream:
             return Chunk(raw="{}", usage=usage, usage_only=True)
         return None
 
+    def ready(self) -> bool:
+        return False  # every chunk waits for its delay
+
     async def aclose(self) -> None:
         self.closed = True
 

@@ -62,6 +62,9 @@ class Opened:
     async def next_chunk(self, timeout: float) -> None:
         return None
 
+    def ready(self) -> bool:
+        return False
+
     async def aclose(self) -> None:
         return None
 
