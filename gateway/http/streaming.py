@@ -94,6 +94,7 @@ class SSEResponse(Response):
         on_drain: Callable[[], bytes] | None = None,
         watch: ClientWatch | None = None,
         more_ready: Callable[[], bool] | None = None,
+        finished: Callable[[], bool] | None = None,
     ) -> None:
         self._body = body
         self._settle = settle
@@ -103,6 +104,8 @@ class SSEResponse(Response):
         self._watch = watch
         #: True when the next event is already buffered: it joins this one in one write.
         self._more_ready = more_ready
+        #: True once the body has produced its final event: it goes out with the body's end.
+        self._finished = finished
         self._drained = False
         self._open = False
         self._pinger: asyncio.TimerHandle | None = None
@@ -143,9 +146,11 @@ class SSEResponse(Response):
                 await self._settle()
 
     async def _write(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
-        more_ready = self._more_ready
+        more_ready, finished = self._more_ready, self._finished
         pending: list[bytes] = []
         async for data in self._body:
+            if finished is not None and finished():
+                break  # the final event: sent with the end of the body, in one write
             if more_ready is not None and more_ready():
                 # Events the upstream delivered together leave together: one syscall.
                 pending.append(data)
@@ -156,13 +161,14 @@ class SSEResponse(Response):
                 pending.clear()
             self._last_sent = loop.time()
             await send({"type": "http.response.body", "body": data, "more_body": True})
+        else:
+            data = b""
+        pending.append(data)
         await self._end(send, b"".join(pending))
 
     async def _end(self, send: Send, last: bytes) -> None:
         self._open = False
-        if last:
-            await send({"type": "http.response.body", "body": last, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": last, "more_body": False})
 
     def _stop_drained(self, scope: anyio.CancelScope) -> None:
         self._drained = True

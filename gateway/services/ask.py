@@ -153,6 +153,7 @@ class Answer:
         self._capped = False
         self._upstream_started: float | None = None
         self._streaming = False
+        self._ended = False
 
     @property
     def limit_states(self) -> tuple[LimitState, ...]:
@@ -170,6 +171,10 @@ class Answer:
     @property
     def model(self) -> str:
         return self._model
+
+    def finished(self) -> bool:
+        """Whether ``events()`` has produced its final event (``Done`` or ``Failed``)."""
+        return self._ended
 
     def more_ready(self) -> bool:
         """Whether the next event can be produced without waiting for the upstream."""
@@ -247,9 +252,10 @@ class Answer:
                 await self._meter.renew_lease()
         except GatewayError as error:
             self._error = error
+            self._ended = True
             yield Failed(error)
             return
-        self._completed = True
+        self._completed = self._ended = True
         yield Done(finish_reason=self._finish_reason, model=self._model, usage=self.usage)
 
     def _over_reservation(self) -> bool:

@@ -78,6 +78,7 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
         drain=resources.drain,
         watch=call.hand_over_watch(),
         more_ready=answer.more_ready,
+        finished=answer.finished,
         on_drain=lambda: sse.openai_error(shutting_down(answer)),
     )
 
