@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from gateway.core.errors import GatewayError
 
@@ -14,16 +15,21 @@ PING = b": ping\n\n"
 OPENAI_DONE = b"data: [DONE]\n\n"
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+def _dumps(data: Any) -> bytes:
+    # orjson: compact UTF-8 like json.dumps(ensure_ascii=False), at a fifth of the cost; it
+    # runs once per streamed token.
+    return orjson.dumps(data)
 
 
 def event(name: str, data: Any) -> bytes:
-    return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
+    return b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n"
+
+
+_DELTA_HEAD = b"event: " + EVENT_DELTA.encode() + b'\ndata: {"text":'
 
 
 def delta(text: str) -> bytes:
-    return event(EVENT_DELTA, {"text": text})
+    return _DELTA_HEAD + orjson.dumps(text) + b"}\n\n"
 
 
 def error_event(error: GatewayError, request_id: str) -> bytes:
@@ -33,10 +39,9 @@ def error_event(error: GatewayError, request_id: str) -> bytes:
 
 
 def openai_data(raw: str) -> bytes:
-    return f"data: {raw}\n\n".encode()
+    return b"data: " + raw.encode() + b"\n\n"
 
 
 def openai_error(error: GatewayError) -> bytes:
-    return openai_data(
-        _dumps({"error": {"message": error.message, "type": "api_error", "code": error.code}})
-    )
+    body = {"error": {"message": error.message, "type": "api_error", "code": error.code}}
+    return b"data: " + _dumps(body) + b"\n\n"

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from gateway.core.errors import ContentFlagged
 from gateway.http import sse
 from gateway.http.body import parse_model, read_body
 from gateway.http.calls import Call, check_limits, handle_call, shutting_down
 from gateway.http.deps import authenticate_app, call_meta, resources_of
+from gateway.http.json_response import FastJSONResponse
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
 from gateway.http.schemas import AskRequest
@@ -73,7 +74,7 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
     answer = call.answer = Answer(resources.ask_deps, call.ctx, inp, meta)
     if _wants_json(request, body):
         completion = await call.start_watching(request.receive).run(answer.complete)
-        return JSONResponse(
+        return FastJSONResponse(
             headers=headers_for(answer.limit_states, openai=False),
             content={
                 "request_id": meta.request_id,

@@ -12,6 +12,7 @@ from gateway.http import sse
 from gateway.http.body import parse_model, read_body
 from gateway.http.calls import Call, check_limits, handle_call, shutting_down
 from gateway.http.deps import authenticate_app, call_meta, resources_of
+from gateway.http.json_response import FastJSONResponse
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
 from gateway.http.schemas import ChatCompletionRequest
@@ -67,7 +68,9 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
     answer = call.answer = Answer(resources.ask_deps, call.ctx, inp, meta)
     if not body.stream:
         completion = await call.start_watching(request.receive).run(answer.complete)
-        return JSONResponse(completion.raw, headers=headers_for(answer.limit_states, openai=True))
+        return FastJSONResponse(
+            completion.raw, headers=headers_for(answer.limit_states, openai=True)
+        )
     await call.start_watching(request.receive).run(answer.open)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     return SSEResponse(
