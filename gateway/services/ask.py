@@ -249,7 +249,8 @@ class Answer:
                         limit="hard_cap",
                     )
                 yield Delta(chunk)
-                await self._meter.renew_lease()
+                if self._meter.lease_due():
+                    await self._meter.renew_lease()
         except GatewayError as error:
             self._error = error
             self._ended = True

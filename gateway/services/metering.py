@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import time
 
+import anyio
+
 from gateway.core.quota_policy import LimitState
 from gateway.services.limiter import Admission, Limiter
 from gateway.services.views import QuotaLimits
-from gateway.upstream.tokenizer import count_messages
+from gateway.upstream.tokenizer import count_messages, fits_inline
 from gateway.upstream.types import ChatRequest, Usage
+
+
+async def count_prompt(request: ChatRequest) -> int:
+    """The prompt's tokens, counted in a worker thread when that takes more than a moment
+    (the encoding's first load, ~0.3 s; a long prompt), so the event loop goes on meanwhile."""
+    if fits_inline(request.messages, request.model):
+        return count_messages(request.messages, request.model)
+    return await anyio.to_thread.run_sync(count_messages, request.messages, request.model)
 
 
 def priced_model(reported: str, request: ChatRequest | None) -> str:
@@ -44,7 +54,7 @@ class QuotaMeter:
         """Hold the request's tokens and cost before the upstream call (QuotaExceeded if not)."""
         prompt_tokens = 0
         if self._limiter.needs_token_estimate(self._quota):
-            prompt_tokens = count_messages(request.messages, request.model)
+            prompt_tokens = await count_prompt(request)
             self.prompt_estimate = prompt_tokens
         self._admission = await self._limiter.reserve(
             self._app_id,
@@ -68,15 +78,17 @@ class QuotaMeter:
             return cost > admission.cost_micros
         return False
 
+    def lease_due(self) -> bool:
+        """Whether the lease needs renewing (every third of its lifetime); cheap, per chunk."""
+        return time.monotonic() - self._renewed_at > self._limiter.ttl / 3
+
     async def renew_lease(self) -> None:
-        """Keep a long answer's lease alive (every third of its lifetime)."""
+        """Keep a long answer's lease alive."""
         admission = self._admission
         if admission is None or admission.reservation_id is None:
             return
-        now = time.monotonic()
-        if now - self._renewed_at > self._limiter.ttl / 3:
-            self._renewed_at = now
-            await self._limiter.extend(admission)
+        self._renewed_at = time.monotonic()
+        await self._limiter.extend(admission)
 
     async def settle(self, usage: Usage, *, model: str) -> None:
         """Replace the reservation by the real usage, priced as ``model``; once."""

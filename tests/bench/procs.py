@@ -70,11 +70,12 @@ class ProcSample:
     cpu_s: float  # user + system CPU since the process started
     rss_bytes: int
     at: float  # time.monotonic()
+    sys_s: float = 0.0  # the system (kernel) part of cpu_s: syscalls, loopback TCP
 
 
 def sample(pids: Sequence[int]) -> ProcSample:
     """CPU and RSS summed over ``pids`` (a process that has gone counts as zero)."""
-    cpu = 0.0
+    cpu = system = 0.0
     rss = 0
     for pid in pids:
         try:
@@ -84,8 +85,9 @@ def sample(pids: Sequence[int]) -> ProcSample:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
         cpu += (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+        system += int(fields[12]) / _CLK_TCK
         rss += int(statm.split()[1]) * _PAGE
-    return ProcSample(cpu_s=cpu, rss_bytes=rss, at=time.monotonic())
+    return ProcSample(cpu_s=cpu, rss_bytes=rss, at=time.monotonic(), sys_s=system)
 
 
 def machine_busy_s() -> float:
@@ -123,6 +125,12 @@ def cpu_percent(first: ProcSample, last: ProcSample) -> float:
     """CPU use between two samples, in % of one core."""
     wall = last.at - first.at
     return 0.0 if wall <= 0 else round(100 * (last.cpu_s - first.cpu_s) / wall, 1)
+
+
+def sys_percent(first: ProcSample, last: ProcSample) -> float:
+    """The kernel's part of ``cpu_percent`` (system time), in % of one core."""
+    wall = last.at - first.at
+    return 0.0 if wall <= 0 else round(100 * (last.sys_s - first.sys_s) / wall, 1)
 
 
 @dataclass(slots=True)

@@ -77,6 +77,7 @@ _COLUMNS: list[tuple[str, int, Callable[[Row, Row, Row], object]]] = [
     ("tot90", 7, lambda _row, t, _r: _get(t, "total_ms", "p90")),
     ("tot99", 7, lambda _row, t, _r: _get(t, "total_ms", "p99")),
     ("srvCPU%", 7, lambda _row, t, _r: t.get("server_cpu_pct")),
+    ("sys%", 5, lambda _row, t, _r: t.get("server_sys_pct")),
     ("srvMB", 6, lambda _row, t, _r: t.get("server_rss_mb") or t.get("rss_open_mb")),
     ("upCPU%", 6, lambda _row, t, _r: t.get("upstream_cpu_pct")),
     ("cliCPU%", 7, lambda _row, t, _r: t.get("client_cpu_pct_max")),

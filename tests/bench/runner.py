@@ -134,6 +134,7 @@ class Watch:
     """What the orchestrator observed of the servers during a measurement window."""
 
     server_cpu_pct: float = 0.0
+    server_sys_pct: float = 0.0
     server_rss_mb: list[float] = field(default_factory=list)
     upstream_cpu_pct: float | None = None
     probe_ms: list[float] = field(default_factory=list)
@@ -249,6 +250,7 @@ async def _watch(
     last = procs.sample(server.pids)
     watch.server_rss_mb.append(last.rss_bytes / MB)
     watch.server_cpu_pct = procs.cpu_percent(first, last)
+    watch.server_sys_pct = procs.sys_percent(first, last)
     if upstream is not None and up_first is not None:
         watch.upstream_cpu_pct = procs.cpu_percent(up_first, procs.sample(upstream.pids))
     after = _redis_commands(redis_client)
@@ -289,6 +291,7 @@ def _merge(results: Sequence[Result], watch: Watch, window: float) -> dict[str, 
         "ttfd_ms": summary(ttfd),
         "total_ms": summary(total),
         "server_cpu_pct": watch.server_cpu_pct,
+        "server_sys_pct": watch.server_sys_pct,
         "server_rss_mb": round(max(rss), 1) if rss else None,
         "server_rss_mb_start": round(rss[0], 1) if rss else None,
         "upstream_cpu_pct": watch.upstream_cpu_pct,
