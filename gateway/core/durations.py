@@ -21,4 +21,8 @@ def parse_duration(text: str) -> timedelta:
     amount = int(match.group(1))
     if amount == 0:
         raise InvalidRequest(f"Duration {text!r} must be greater than zero.")
-    return timedelta(seconds=amount * _UNITS[match.group(2)])
+    try:
+        return timedelta(seconds=amount * _UNITS[match.group(2)])
+    except OverflowError:
+        # timedelta stops at 999,999,999 days.
+        raise InvalidRequest(f"Duration {text!r} is too long.") from None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+import math
+import re
+from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
@@ -11,6 +13,9 @@ from pydantic import BaseModel, ValidationError
 from gateway.core.errors import InvalidRequest, RequestTooLarge, UnprocessableRequest
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# A \uD800-\uDFFF escape: a surrogate, legal only as half of a pair.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -27,11 +32,41 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: no JSON encoder writes it back (records, /logs)
+        raise ValueError(text)
+    return value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(constant)  # NaN, Infinity: Python's extension, not JSON
+
+
+# Strict JSON: numbers that no encoder can write back (records, /logs) are refused.
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_not_json)
+
+
+def _has_lone_surrogate(text: str, data: object) -> bool:
+    """Whether a string holds half a surrogate pair, which UTF-8 (upstream, database) cannot."""
+    if _SURROGATE_ESCAPE.search(text) is None:  # the fast path: no such escape at all
+        return False
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_model(raw: bytes, model: type[ModelT]) -> ModelT:
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
+        # Strict UTF-8 (RFC 8259), which also refuses encoded surrogates; a BOM is ignored.
+        text = raw.decode().removeprefix("\ufeff")
+        data = _DECODER.decode(text)
+    except (ValueError, RecursionError):  # RecursionError: absurd nesting
         raise InvalidRequest("The request body is not valid JSON.") from None
+    if _has_lone_surrogate(text, data):
+        raise InvalidRequest("The request body holds a lone UTF-16 surrogate (\\uD800-\\uDFFF).")
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from gateway.storage.request_logs import LogFilter
 from gateway.storage.tables import RequestLog
 
 MAX_LIMIT = 1000
+_CURSOR = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,8 @@ def record_to_json(record: RequestLog) -> dict[str, Any]:
 def parse_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit():
+    # ASCII digits that fit a 64-bit row id: the database refuses bigger integers.
+    if _CURSOR.fullmatch(cursor) is None:
         raise ValueError("cursor")
     return int(cursor)
 

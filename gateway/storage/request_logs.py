@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy import case, delete, func, insert
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
@@ -14,9 +15,44 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.storage.tables import RequestLog
 
 
-async def append_logs(session: AsyncSession, rows: Sequence[dict[str, object]]) -> None:
+def _text_widths() -> dict[str, int | None]:
+    """Every text column and its width (None: unbounded), by attribute name."""
+    widths: dict[str, int | None] = {}
+    for attr in sa.inspect(RequestLog).column_attrs:
+        column_type = attr.columns[0].type
+        # SQLModel's AutoString wraps a String.
+        if isinstance(column_type, sa.types.TypeDecorator):
+            column_type = column_type.impl_instance
+        if isinstance(column_type, sa.String):
+            widths[attr.key] = column_type.length
+    return widths
+
+
+_TEXT_WIDTHS = _text_widths()
+
+
+def storable(row: Mapping[str, object]) -> dict[str, object]:
+    """The row with NUL characters replaced and strings cut to their column's width.
+
+    PostgreSQL refuses both, and one refused row fails its whole batch, which the recorder
+    would retry forever: a prompt, an answer or an Origin header must not stop all logging.
+    """
+    fixed = dict(row)
+    for key, width in _TEXT_WIDTHS.items():
+        value = fixed.get(key)
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        if width is not None and len(value) > width:
+            value = value[:width]
+        fixed[key] = value
+    return fixed
+
+
+async def append_logs(session: AsyncSession, rows: Sequence[Mapping[str, object]]) -> None:
     if rows:
-        await session.execute(insert(RequestLog), list(rows))
+        await session.execute(insert(RequestLog), [storable(row) for row in rows])
 
 
 @dataclass(frozen=True, slots=True)

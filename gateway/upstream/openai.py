@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
+from loguru import logger
 
 from gateway.core.errors import (
     UpstreamAuthFailed,
@@ -64,6 +67,18 @@ def parse_chunk(payload: bytes) -> Chunk:
         model=data.get("model"),
         usage=usage,
     )
+
+
+_log = logger.opt(depth=0)
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as it may be logged: no user:password@, no query (keys have been put there)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def _dumps(body: Any) -> bytes:
@@ -217,7 +232,22 @@ class OpenAIUpstream:
 
     async def _post(self, url: str, api_key: str, body: Any, *, accept: str) -> Response:
         headers = (("Authorization", f"Bearer {api_key}"), ("Accept", accept))
-        return await self._pool.post(url, _dumps(body), headers, timeout=self._first_token_timeout)
+        started = time.perf_counter()
+        try:
+            response = await self._pool.post(
+                url, _dumps(body), headers, timeout=self._first_token_timeout
+            )
+        except WireError as exc:
+            _log.debug("upstream POST {} failed: {}", _without_credentials(url), type(exc).__name__)
+            raise
+        # DEBUG: one line per upstream call, inside its request (the id comes from the context).
+        _log.debug(
+            "upstream POST {} -> {} in {:.1f} ms",
+            _without_credentials(url),
+            response.status,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
 
     async def open_stream(self, request: ChatRequest) -> OpenAIStream:
         try:

@@ -269,8 +269,25 @@ def test_one_shot_over_url_reads_the_latest_records_oldest_first(
     replicas: Replicas, orchestra: Orchestra
 ) -> None:
     app = replicas.apps[0]
-    ids = [ask(replicas.gateways[i % 2], app, f"remote {i}")[0] for i in range(3)]
     url = replicas.gateways[1].url
+
+    def latest() -> list[str]:
+        result = ok(
+            orchestra(
+                *("logs", "tail", "--url", url, "--token", ADMIN_TOKEN),
+                *("--app", app.name, "-n", "1", "--json"),
+            )
+        )
+        return [json.loads(line)["request_id"] for line in result.stdout.splitlines()]
+
+    # Each replica writes its records in its own batches: one answer's record is awaited before
+    # the next request, so that the order the records were written in is the requests' order.
+    ids: list[str] = []
+    for i in range(3):
+        ids.append(ask(replicas.gateways[i % 2], app, f"remote {i}")[0])
+        written_by = time.monotonic() + 5
+        while latest() != ids[-1:] and time.monotonic() < written_by:
+            time.sleep(0.05)
     deadline = time.monotonic() + 5
     while True:
         result = ok(

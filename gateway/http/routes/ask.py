@@ -15,7 +15,7 @@ from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.json_response import FastJSONResponse
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
-from gateway.http.schemas import AskRequest
+from gateway.http.schemas import ASK_OPERATION, AskRequest
 from gateway.http.streaming import SSEResponse
 from gateway.services.ask import Answer, AskInput, CallMeta, Delta, Done
 
@@ -50,7 +50,7 @@ def _wants_json(request: Request, body: AskRequest) -> bool:
     return not body.stream or ("application/json" in accept and "text/event-stream" not in accept)
 
 
-@router.post("/ask")
+@router.post("/ask", **ASK_OPERATION)
 async def ask(request: Request) -> Response:
     resources = resources_of(request)
     meta = call_meta(request, "/ask")

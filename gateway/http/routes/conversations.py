@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from gateway.core.errors import ConfigurationError
 from gateway.flows.protocol import ThreadStore
 from gateway.http.deps import authenticate_app, resources_of
+from gateway.http.schemas import Conversation, error_responses
 from gateway.services import conversations
 
 router = APIRouter()
@@ -23,7 +24,13 @@ def _threads(request: Request) -> ThreadStore:
     return workflows
 
 
-@router.get("/conversations/{conversation_id}")
+@router.get(
+    "/conversations/{conversation_id}",
+    responses={
+        200: {"model": Conversation, "description": "The thread, oldest message first."},
+        **error_responses(401, 403, 404, 503),
+    },
+)
 async def read_conversation(conversation_id: str, request: Request) -> Response:
     ctx = await authenticate_app(request)
     messages = await conversations.conversation(
@@ -37,7 +44,11 @@ async def read_conversation(conversation_id: str, request: Request) -> Response:
     )
 
 
-@router.delete("/conversations/{conversation_id}", status_code=204)
+@router.delete(
+    "/conversations/{conversation_id}",
+    status_code=204,
+    responses=error_responses(401, 403, 404, 503),
+)
 async def delete_conversation(conversation_id: str, request: Request) -> Response:
     ctx = await authenticate_app(request)
     await conversations.forget_conversation(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -14,6 +15,7 @@ from gateway.core.errors import Forbidden, InvalidRequest, NotFound
 from gateway.http import sse
 from gateway.http.deps import authenticate_app, is_admin, resources_of
 from gateway.http.resources import Resources
+from gateway.http.schemas import LogPage, LogRecord, error_responses, inline_schema, sse_content
 from gateway.http.streaming import SSEResponse
 from gateway.services import apps as app_service
 from gateway.services import logs as log_service
@@ -21,12 +23,69 @@ from gateway.storage.request_logs import LogFilter
 
 router = APIRouter()
 EVENT_RECORD = "record"
+_SMALL_INT = re.compile(r"[0-9]{1,9}")
+
+# Read from request.query_params (our error shape for bad values, never FastAPI's 422), so
+# declared here.
+_PARAMETERS = [
+    {
+        "name": "app",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Admin token: only this app's records. App token: its own name only.",
+    },
+    {
+        "name": "since",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "An ISO-8601 time with a zone, or a duration meaning that long ago (10m).",
+    },
+    {
+        "name": "until",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Like `since`; records strictly before it.",
+    },
+    {
+        "name": "outcome",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Only records with this outcome (`completed`, `quota_exceeded`...).",
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "description": "The `next_cursor` of the previous page.",
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "maximum": log_service.MAX_LIMIT},
+        "description": "Records per page (1 to 1000, default 100); with `follow`, how many past "
+        "records to send first (default 0).",
+    },
+    {
+        "name": "follow",
+        "in": "query",
+        "schema": {"type": "boolean", "default": False},
+        "description": "Stream the records as SSE `record` events, new ones as they are written.",
+    },
+]
 
 
 def _time(value: str | None, name: str) -> datetime | None:
-    """An ISO-8601 instant, or a duration meaning 'that long ago' (e.g. 10m)."""
+    """An ISO-8601 instant, or a duration meaning 'that long ago' (e.g. 10m), in UTC."""
     if value is None:
         return None
+    try:
+        return _instant(value, name)
+    except OverflowError:
+        # datetime spans the years 1 to 9999: "999999d" ago or 9999-12-31T23:59-01:00 do not fit.
+        raise InvalidRequest(f"'{name}' is out of range.") from None
+
+
+def _instant(value: str, name: str) -> datetime:
     if value[-1:].isalpha() and value[:-1].isdigit():
         return utcnow() - parse_duration(value)
     try:
@@ -35,24 +94,47 @@ def _time(value: str | None, name: str) -> datetime | None:
         raise InvalidRequest(f"'{name}' must be an ISO-8601 time or a duration like 10m.") from None
     if parsed.tzinfo is None:
         raise InvalidRequest(f"'{name}' needs a time zone (e.g. 2026-12-01T10:00:00Z).")
-    return parsed
+    return parsed.astimezone(UTC)
+
+
+def _text(value: str | None, name: str) -> str | None:
+    if value is not None and "\x00" in value:  # PostgreSQL refuses NUL in a text parameter
+        raise InvalidRequest(f"'{name}' holds a NUL character.")
+    return value
 
 
 def _limit(value: str | None, *, minimum: int = 1) -> int:
     if value is None:
         return 100
-    if not value.isdigit() or not minimum <= int(value) <= log_service.MAX_LIMIT:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if _SMALL_INT.fullmatch(value) is None or not minimum <= int(value) <= log_service.MAX_LIMIT:
         raise InvalidRequest(
             f"'limit' must be an integer from {minimum} to {log_service.MAX_LIMIT}."
         )
     return int(value)
 
 
-@router.get("/logs")
+@router.get(
+    "/logs",
+    responses={
+        200: {
+            "model": LogPage,
+            "description": "A page of records, newest first; with `follow`, an SSE stream.",
+            "content": {
+                "text/event-stream": sse_content(
+                    {EVENT_RECORD: inline_schema(LogRecord)},
+                    description="One `record` event per record, oldest first, never ending.",
+                )
+            },
+        },
+        **error_responses(400, 401, 403, 503),
+    },
+    openapi_extra={"parameters": _PARAMETERS},
+)
 async def logs(request: Request) -> Response:
     resources = resources_of(request)
     params = request.query_params
-    app_name = params.get("app")
+    app_name = _text(params.get("app"), "app")
     if is_admin(request):
         app_id = None
         if app_name is not None:
@@ -73,7 +155,7 @@ async def logs(request: Request) -> Response:
         app_id=app_id,
         since=_time(params.get("since"), "since"),
         until=_time(params.get("until"), "until"),
-        outcome=params.get("outcome"),
+        outcome=_text(params.get("outcome"), "outcome"),
         before_id=before_id,
     )
     if params.get("follow") in ("true", "1"):

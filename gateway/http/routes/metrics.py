@@ -5,16 +5,18 @@ from __future__ import annotations
 import hmac
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.core.errors import Unauthenticated
 from gateway.http.deps import bearer, resources_of
+from gateway.http.schemas import error_responses
 
 router = APIRouter()
 
 
-@router.get("/metrics")
+# PlainTextResponse only documents the 200 (Prometheus' text format); the route builds its own.
+@router.get("/metrics", response_class=PlainTextResponse, responses=error_responses(401))
 async def metrics(request: Request) -> Response:
     resources = resources_of(request)
     required = resources.settings.metrics_token

@@ -15,7 +15,11 @@ from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.json_response import FastJSONResponse
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
-from gateway.http.schemas import ChatCompletionRequest
+from gateway.http.schemas import (
+    CHAT_COMPLETIONS_OPERATION,
+    MODELS_OPERATION,
+    ChatCompletionRequest,
+)
 from gateway.http.streaming import SSEResponse
 from gateway.services.ask import Answer, AskInput, CallMeta, Delta, Done
 
@@ -45,7 +49,7 @@ async def _encode(answer: Answer, include_usage: bool) -> AsyncIterator[bytes]:
             yield sse.openai_error(event.error)
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", **CHAT_COMPLETIONS_OPERATION)
 async def chat_completions(request: Request) -> Response:
     resources = resources_of(request)
     meta = call_meta(request, "/v1/chat/completions")
@@ -86,7 +90,7 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
     )
 
 
-@router.get("/models")
+@router.get("/models", **MODELS_OPERATION)
 async def models(request: Request) -> JSONResponse:
     ctx = await authenticate_app(request)
     created = int(time.time())

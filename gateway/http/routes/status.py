@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from gateway import __version__
 from gateway.core.errors import GatewayError
 from gateway.http.deps import authenticate_app, bearer, resources_of
+from gateway.http.schemas import StatusBody
 from gateway.services import quotas
 
 router = APIRouter()
@@ -27,7 +28,13 @@ async def _redis_check(request: Request) -> str:
     return "ok"
 
 
-@router.get("/status")
+@router.get(
+    "/status",
+    responses={
+        200: {"model": StatusBody, "description": "Every enabled dependency answers."},
+        503: {"model": StatusBody, "description": "A dependency is down (`degraded`)."},
+    },
+)
 async def status(request: Request) -> JSONResponse:
     resources = resources_of(request)
     checks = {

@@ -37,3 +37,8 @@ def test_malformed_durations_are_refused_with_the_input_and_the_units(text: str)
 def test_a_zero_duration_is_refused() -> None:
     with pytest.raises(InvalidRequest, match="greater than zero"):
         parse_duration("0d")
+
+
+def test_a_duration_past_timedeltas_range_is_refused_not_an_overflow() -> None:
+    with pytest.raises(InvalidRequest, match="too long"):
+        parse_duration("99999999999d")

@@ -39,8 +39,33 @@ async def post_ask(
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{not json", b"", b'{"prompt": "unterminated', b"\xff\xfe", b"[1, 2]", b'"a string"'],
-    ids=["syntax", "empty", "truncated", "not-utf8", "array", "string"],
+    [
+        b"{not json",
+        b"",
+        b'{"prompt": "unterminated',
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'"a string"',
+        # Python's json reads these, but they cannot be written back (records, /logs, upstream):
+        b'{"prompt": "hi", "temperature": NaN}',
+        b'{"prompt": "hi", "metadata": {"x": Infinity}}',
+        b'{"prompt": "hi", "metadata": {"x": 1e400}}',
+        b'{"prompt": "\\ud800"}',
+        b'{"prompt": "\xed\xa0\x80"}',
+    ],
+    ids=[
+        "syntax",
+        "empty",
+        "truncated",
+        "not-utf8",
+        "array",
+        "string",
+        "nan",
+        "infinity",
+        "overflowing-float",
+        "lone-surrogate-escape",
+        "encoded-surrogate",
+    ],
 )
 async def test_a_body_that_is_not_a_json_object_is_400(
     client: httpx.AsyncClient, apps: Apps, raw: bytes
@@ -72,6 +97,7 @@ async def test_a_body_that_is_not_a_json_object_is_400(
         {"prompt": "hi", "metadata": "not an object"},
         {"prompt": "hi", "model": ""},
         {"prompt": "hi", "unknown_field": 1},
+        {"prompt": "hi", "conversation_id": "a\x00b"},
     ],
     ids=[
         "empty-prompt",
@@ -93,6 +119,7 @@ async def test_a_body_that_is_not_a_json_object_is_400(
         "metadata-string",
         "model-empty",
         "unknown-field",
+        "conversation-id-control-char",
     ],
 )
 async def test_a_body_that_does_not_match_the_schema_is_422(

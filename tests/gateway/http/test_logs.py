@@ -174,6 +174,31 @@ async def test_filters_since_until_outcome_and_limit(client: httpx.AsyncClient, 
         assert_error(response, 400, "invalid_request")
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": "\u00b2"},  # str.isdigit() accepts it, int() does not
+        {"limit": "9" * 5000},  # past int()'s 4,300 digits
+        {"since": "99999999999d"},  # past timedelta's range
+        {"since": "999999d"},  # before the year 1
+        {"since": "0001-01-01T00:00:00+01:00"},  # before the year 1 in UTC
+        {"until": "9999-12-31T23:59:59-01:00"},  # after the year 9999 in UTC
+        {"cursor": "9" * 23},  # past a 64-bit row id
+        {"app": "a\x00b"},  # PostgreSQL refuses NUL
+        {"outcome": "\x00"},
+    ],
+    ids=lambda params: next(iter(params)),
+)
+async def test_out_of_range_filters_are_400_not_500(
+    client: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    """Found by tests/gateway/http/test_openapi_fuzz.py: each of these was a 500."""
+    response = await client.get(
+        "/logs", params=params, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert_error(response, 400, "invalid_request")
+
+
 async def test_cursor_pagination_walks_every_record_once(
     client: httpx.AsyncClient, apps: Apps
 ) -> None:

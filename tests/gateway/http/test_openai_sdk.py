@@ -135,6 +135,31 @@ async def test_a_disallowed_model_raises_bad_request(sdk: SDK, apps: Apps) -> No
         assert raised.value.code == "model_not_allowed"
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        {},
+        {"role": "wizard", "content": "hi"},
+        {"role": {}, "content": "hi"},
+        {"role": "user", "content": 42},
+        "hi",
+    ],
+    ids=["no-role", "unknown-role", "role-object", "content-number", "not-an-object"],
+)
+async def test_a_message_openai_would_refuse_is_422_not_an_upstream_error(
+    sdk: SDK, apps: Apps, message: object
+) -> None:
+    """Found by tests/gateway/http/test_openapi_fuzz.py: OpenAI's 400 came back as a 502."""
+    app = await apps.add()
+    with pytest.raises(openai.UnprocessableEntityError) as raised:
+        await sdk(app.token).chat.completions.create(
+            model=MODEL,
+            messages=[message],  # type: ignore[list-item]
+        )
+    assert raised.value.code == "invalid_request"
+    assert raised.value.type == "invalid_request_error"
+
+
 async def test_an_upstream_failure_raises_a_502_status_error(sdk: SDK, apps: Apps) -> None:
     app = await apps.add()
     for stream in (False, True):

@@ -120,17 +120,10 @@ async def traffic(
 
 
 def is_upstream(line: dict[str, Any]) -> bool:
-    return str(line["record"]["name"]).split(".")[0] in ("httpx", "httpcore")
-
-
-def is_housekeeping(line: dict[str, Any]) -> bool:
-    """The connection pool closing an idle connection: no request's line."""
-    return str(line["record"]["message"]).startswith(("close.started", "close.complete"))
-
-
-def is_finalised_late(line: dict[str, Any]) -> bool:
-    """An upstream body iterator closed by the garbage collector (see the test below)."""
-    return "GeneratorExit" in str(line["record"]["message"])
+    """The upstream client's own DEBUG line of one call (gateway/upstream/openai.py)."""
+    return str(line["record"]["name"]) == "gateway.upstream.openai" and str(
+        line["record"]["message"]
+    ).startswith("upstream POST")
 
 
 @pytest.fixture
@@ -162,9 +155,9 @@ async def test_every_line_is_json_and_every_line_of_a_request_has_its_id(
         extra = access[0]["record"]["extra"]
         assert extra["status"] == status, (extra, status)
         assert "?" not in extra["path"], extra
-    # The HTTP client's own (DEBUG) lines of every upstream call, chat and moderation, workflows
+    # The upstream client's own (DEBUG) line of every upstream call, chat and moderation, workflows
     # included, are logged inside their request, under its id.
-    upstream = [ln for ln in lines if is_upstream(ln) and not is_housekeeping(ln)]
+    upstream = [ln for ln in lines if is_upstream(ln)]
     for line in upstream:
         assert request_id_of(line) != NO_REQUEST, line["record"]["message"]
     called = {request_id_of(ln) for ln in upstream}
@@ -176,13 +169,15 @@ async def test_every_line_is_json_and_every_line_of_a_request_has_its_id(
 async def test_no_upstream_line_is_left_to_the_garbage_collector(
     debug_gateway: Gateway, apps: Apps
 ) -> None:
-    """An upstream body iterator left open is finalised later by the collector, outside its
-    request: httpcore then logs ``receive_response_body.failed exception=GeneratorExit()``
-    without the request id (it did, before streams were drained after ``[DONE]``)."""
+    """No upstream line is written outside its request (with httpx, a body iterator left open
+    was finalised later by the collector and logged without the request id), whether the
+    answer was read to its end or the client left mid-stream."""
     gateway = debug_gateway
 
     def late() -> int:
-        return sum(1 for ln in log_lines(gateway) if is_upstream(ln) and is_finalised_late(ln))
+        return sum(
+            1 for ln in log_lines(gateway) if is_upstream(ln) and request_id_of(ln) == NO_REQUEST
+        )
 
     app = await apps.add()
     before = late()
