@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,6 +40,10 @@ from gateway.upstream.resilience import CircuitBreakers, ResilientUpstream, Retr
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+
+#: How long a thread may keep the GIL while the event loop waits for it.
+LOOP_SWITCH_INTERVAL_S = 0.0005
 
 
 def open_redis(url: str) -> tuple[Redis, QuotaCounters]:
@@ -182,9 +187,15 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 # a full collection walks only what requests allocate (a gen-2 pass over the
                 # whole heap is what stalls a Python server's event loop).
                 gc.freeze()
+                # The record writer (aiosqlite) and the log writer run in threads: when the
+                # loop wakes from epoll while one of them holds the GIL, it waits up to the
+                # switch interval (5 ms by default) before it may answer anything.
+                switch_interval = sys.getswitchinterval()
+                sys.setswitchinterval(LOOP_SWITCH_INTERVAL_S)
                 try:
                     yield
                 finally:
+                    sys.setswitchinterval(switch_interval)
                     tasks.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):

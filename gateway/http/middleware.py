@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 
 from loguru import logger
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.core.ids import new_request_id
@@ -27,6 +27,55 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'"
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 ALLOW_HEADERS = "Authorization, Content-Type, Accept"
 EXPOSE_HEADERS = "X-Request-Id, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+#: Scope key: the ``send`` this middleware was given, below every wrapper that only looks at
+#: ``http.response.start``. A streamed answer sends its body messages there directly, once its
+#: start went through the whole chain (status and headers seen and completed by everyone).
+BODY_SEND = "orchestra.body_send"
+
+
+_SECURITY_RAW = [
+    (name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()
+]
+_CSP_RAW = (b"content-security-policy", API_CSP.encode())
+_EXPOSE_RAW = (b"access-control-expose-headers", EXPOSE_HEADERS.encode())
+
+
+def _with_gateway_headers(
+    raw: Iterable[tuple[bytes, bytes]], request_id: str, cors_origin: str | None
+) -> list[tuple[bytes, bytes]]:
+    """An answer's headers plus ours, replacing any of the same name; Vary gains Origin.
+
+    Built on the raw list in one pass (every answer goes through here; Starlette's
+    MutableHeaders rescans the list for every header it sets).
+    """
+    ours = {b"x-request-id", *(name for name, _ in _SECURITY_RAW)}
+    if cors_origin is not None:
+        ours |= {b"access-control-allow-origin", b"access-control-expose-headers"}
+    headers: list[tuple[bytes, bytes]] = []
+    vary: bytes | None = None
+    html = False
+    for name, value in raw:
+        if name in ours:
+            continue
+        if name == b"vary":
+            vary = value
+            continue
+        if name == b"content-type":
+            html = value.startswith(b"text/html")
+        headers.append((name, value))
+    headers.append((b"x-request-id", request_id.encode()))
+    headers.extend(_SECURITY_RAW)
+    if not html:
+        # API answers load nothing; the served UI (HTML) keeps its own policy.
+        headers = [(name, value) for name, value in headers if name != _CSP_RAW[0]]
+        headers.append(_CSP_RAW)
+    if cors_origin is not None:
+        headers.append((b"access-control-allow-origin", cors_origin.encode("latin-1")))
+        headers.append(_EXPOSE_RAW)
+        vary = b"Origin" if vary is None else vary + b", Origin"
+    if vary is not None:
+        headers.append((b"vary", vary))
+    return headers
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -46,6 +95,7 @@ class GatewayMiddleware:
             return
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        scope[BODY_SEND] = send
         origin = _header(scope, b"origin")
         allowed = origin is not None and await self._origin_known(scope, origin)
         if scope["method"] == "OPTIONS" and origin is not None:
@@ -61,16 +111,9 @@ class GatewayMiddleware:
             if message["type"] == "http.response.start":
                 started_response = True
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-Id"] = request_id
-                headers.update(SECURITY_HEADERS)
-                if not headers.get("content-type", "").startswith("text/html"):
-                    # API answers load nothing; the served UI (HTML) keeps its own policy.
-                    headers["Content-Security-Policy"] = API_CSP
-                if allowed and origin is not None:
-                    headers["Access-Control-Allow-Origin"] = origin
-                    headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
-                    headers.add_vary_header("Origin")
+                message["headers"] = _with_gateway_headers(
+                    message.get("headers", ()), request_id, origin if allowed else None
+                )
             await send(message)
 
         with logger.contextualize(request_id=request_id):
@@ -105,8 +148,8 @@ class GatewayMiddleware:
     async def _preflight(send: Send, request_id: str, origin: str, *, allowed: bool) -> None:
         # Answered here, not by the app: the security headers are added explicitly.
         security = [
-            *((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
-            (b"content-security-policy", API_CSP.encode()),
+            *_SECURITY_RAW,
+            _CSP_RAW,
         ]
         if allowed:
             headers = [

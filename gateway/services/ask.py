@@ -71,7 +71,7 @@ class CallMeta:
     started: float  # time.perf_counter() when the request arrived
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per stream event (see Chunk)
 class Delta:
     chunk: Chunk
 

@@ -10,7 +10,7 @@ buffer overflows, the oldest are dropped and counted, never silently.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -51,10 +51,8 @@ class InteractionRecord:
     upstream_s: float | None = field(default=None, compare=False)
 
     def row(self) -> dict[str, Any]:
-        """The columns of the request_logs row."""
-        data = asdict(self)
-        del data["quota_limit"], data["upstream_s"]
-        return data
+        """The columns of the request_logs row (shallow: ``asdict`` deep-copies the metadata)."""
+        return {name: getattr(self, name) for name in _ROW_COLUMNS}
 
     def observation(self) -> Observation:
         return Observation(
@@ -72,6 +70,12 @@ class InteractionRecord:
             ttft_s=None if self.ttft_ms is None else self.ttft_ms / 1000,
             upstream_s=self.upstream_s,
         )
+
+
+#: Everything but the metrics-only fields.
+_ROW_COLUMNS = tuple(
+    f.name for f in fields(InteractionRecord) if f.name not in ("quota_limit", "upstream_s")
+)
 
 
 class InteractionRecorder:

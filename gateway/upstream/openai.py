@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections import deque
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,6 +73,7 @@ def parse_chunk(payload: bytes) -> Chunk:
 _log = logger.opt(depth=0)
 
 
+@lru_cache(maxsize=256)  # a handful of base URLs; parsed once each, not per call
 def _without_credentials(url: str) -> str:
     """The URL as it may be logged: no user:password@, no query (keys have been put there)."""
     parts = urlsplit(url)

@@ -46,3 +46,20 @@ def test_the_random_part_varies_within_one_millisecond(monkeypatch: pytest.Monke
     values = {ids.new_request_id() for _ in range(100)}
     assert len(values) == 100
     assert len({value[:14] for value in values}) == 1
+
+
+def _digit_by_digit(value: int, width: int) -> str:
+    """The plain definition: ``width`` Crockford digits of ``value``, most significant first."""
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    return "".join(alphabet[(value >> (5 * place)) % 32] for place in reversed(range(width)))
+
+
+@pytest.mark.parametrize("millis", [0, 1, 31, 32, 1_700_000_000_123, (1 << 50) - 1, 1 << 50])
+@pytest.mark.parametrize("random_bits", [0, 1, 0xABCDEF, (1 << 80) - 1, 1 << 79])
+def test_the_encoding_is_base32_of_time_then_randomness(
+    monkeypatch: pytest.MonkeyPatch, millis: int, random_bits: int
+) -> None:
+    monkeypatch.setattr(time, "time_ns", lambda: millis * 1_000_000 + 999_999)
+    monkeypatch.setattr(ids.secrets, "randbits", lambda bits: random_bits)
+    expected = _digit_by_digit(millis, 10) + _digit_by_digit(random_bits, 16)
+    assert ids.time_ordered("req") == f"req_{expected}"
