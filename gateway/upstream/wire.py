@@ -108,6 +108,10 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
+        #: The waiting read's deadline, checked by one timer that is moved only when it would
+        #: fire too late (a stream's reads would otherwise arm and cancel one timer each).
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._closed: BaseException | None = None
         self._body: deque[bytes] = deque()
         self._buffered = 0
@@ -234,12 +238,26 @@ class Connection(asyncio.Protocol):
     async def _wait(self, timeout: float) -> None:
         waiter = self._loop.create_future()
         self._waiter = waiter
-        timer = self._loop.call_later(timeout, _set_timeout, waiter)
+        self._deadline = deadline = self._loop.time() + timeout
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._deadline_check)
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _deadline_check(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nothing waits now: the next read arms the timer again
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._deadline_check)
+            return
+        _set_timeout(waiter)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -256,6 +274,9 @@ class Connection(asyncio.Protocol):
         return self.complete and self._keep_alive and self.usable
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._transport is not None:
             self._transport.close()
 

@@ -225,6 +225,37 @@ async def test_a_body_that_stops_arriving_times_out_and_is_not_reused() -> None:
     assert server.connections == 2, "a half-read connection went back to the pool"
 
 
+async def test_each_read_keeps_its_own_deadline_shorter_or_longer() -> None:
+    """One timer serves every read: a shorter deadline moves it, a longer one re-arms it."""
+    release = asyncio.Event()
+
+    async def reply(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"1\r\nb\r\n0\r\n\r\n")
+        return True
+
+    async with serving(reply) as server:
+        pool = Pool()
+        loop = asyncio.get_running_loop()
+        try:
+            response = await pool.post(server.url(), b"{}", [], timeout=30)
+            assert await response.read(30) == b"a"  # armed the timer 30 s ahead
+            started = loop.time()
+            with pytest.raises(ReadTimedOut):
+                await response.read(0.2)  # must not wait for the 30 s timer
+            assert 0.15 < loop.time() - started < 1.0
+            response.close()
+            response = await pool.post(server.url(), b"{}", [], timeout=0.3)
+            assert await response.read(0.3) == b"a"
+            # A longer deadline after a short one: the short timer fires first and moves on.
+            loop.call_later(0.6, release.set)
+            assert await response.read(2) == b"b"
+        finally:
+            await pool.aclose()
+
+
 async def test_a_response_cut_mid_body_is_a_broken_connection() -> None:
     cut = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"
     async with serving(fixed(cut, keep=False)) as server:
