@@ -7,6 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gateway import __version__
 from gateway.http.errors import install_error_handlers
+from gateway.http.hot_routes import HotRoutes
 from gateway.http.lifespan import lifespan_for
 from gateway.http.middleware import GatewayMiddleware
 from gateway.http.routes import ask, conversations, logs, metrics, openai_compat, status
@@ -41,5 +42,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.ui_dir is not None:
         # Last, so that the API routes win; html=True serves index.html for "/".
         app.mount("/", StaticFiles(directory=settings.ui_dir, html=True), name="ui")
+    # Inside GatewayMiddleware (added last, so outermost): ids, headers and the access log
+    # apply to the hot routes too.
+    app.add_middleware(
+        HotRoutes,
+        routes={
+            ("POST", "/ask"): ask.ask,
+            ("POST", "/v1/chat/completions"): openai_compat.chat_completions,
+        },
+    )
     app.add_middleware(GatewayMiddleware)
     return app

@@ -67,6 +67,10 @@ async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    return http_error_response(exc, request)
+
+
+def http_error_response(exc: StarletteHTTPException, request: Request) -> JSONResponse:
     error: GatewayError
     if exc.status_code == 404:
         error = NotFound("No such route.")
