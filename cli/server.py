@@ -31,6 +31,7 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
+    from gateway.server.head_limits import HeadLimits, http_protocol
     from gateway.settings import export_raw_environment, export_to_environment
 
     cli = CliContext.of(ctx)
@@ -62,6 +63,9 @@ def serve(
         workers=workers,
         access_log=False,
         log_level="warning",
+        # Request heads are bounded before they are parsed (431/414); h11's own bound too.
+        http=http_protocol(HeadLimits.of(cli.settings)),
+        h11_max_incomplete_event_size=cli.settings.max_header_bytes,
         # Longer than the gateway's own drain, which ends open streams with an error event.
         timeout_graceful_shutdown=int(cli.settings.shutdown_drain_s) + 5,
     )

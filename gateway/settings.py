@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(default=200_000, gt=0)
     max_messages: int = Field(default=256, gt=0)
     max_metadata_bytes: int = Field(default=4096, gt=0)
+    # Request heads, counted before they are parsed: 431 beyond the whole head's bytes (request
+    # line and header fields) or field count, 414 beyond the request line's bytes.
+    max_header_bytes: int = Field(default=65_536, gt=0)
+    max_headers: int = Field(default=100, gt=0)
+    max_request_line_bytes: int = Field(default=8192, gt=0)
 
     # On SIGTERM, open streams get this long to finish, then end with `error` shutting_down.
     shutdown_drain_s: float = Field(default=5.0, ge=0)
