@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     # SQLAlchemy async URL; default: SQLite in `home`. PostgreSQL: postgresql+asyncpg://...
     database_url: str | None = None
     # PostgreSQL only: the schema (search_path) holding Orchestra's tables; default: public.
-    database_schema: str | None = None
+    # A plain name (letters, digits, _; PostgreSQL folds it to lower case); init creates it.
+    database_schema: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     # One or more Fernet keys, comma separated: the first encrypts, all decrypt.
     # When unset, $ORCHESTRA_HOME/master.key is used (created by `orchestra init`).
     master_key: SecretStr | None = None

@@ -42,6 +42,21 @@ def _current_and_head(connection: sa.Connection) -> tuple[str | None, str | None
     return current, head
 
 
+def _schema_exists(connection: sa.Connection, name: str) -> bool:
+    found = connection.execute(
+        sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :name"), {"name": name}
+    ).first()
+    return found is not None
+
+
+def _create_schema(connection: sa.Connection, name: str) -> None:
+    # Looked up first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the database
+    # even when the schema exists (a DBA may have created it for a less privileged role).
+    if not _schema_exists(connection, name):
+        quoted = connection.dialect.identifier_preparer.quote_identifier(name)
+        connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+
+
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (the gateway) and a writer (the CLI) work at once; FKs are off by default.
@@ -64,9 +79,14 @@ def _on_sqlite_begin(connection: sa.Connection) -> None:
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine, *, sqlite_path: Path | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, sqlite_path: Path | None = None, schema: str | None = None
+    ) -> None:
         self.engine = engine
         self._sqlite_path = sqlite_path
+        # PostgreSQL folds the unquoted name of a search_path to lower case (settings.py allows
+        # plain names only), so this is the schema's name in the catalog.
+        self._schema = schema.lower() if schema else None
         self._readonly_engine = engine.execution_options(**{_READONLY: True})
 
     @classmethod
@@ -93,7 +113,7 @@ class Database:
                 pool_pre_ping=True,
                 connect_args=connect_args,
             )
-        return cls(engine)
+        return cls(engine, schema=schema)
 
     @property
     def is_sqlite(self) -> bool:
@@ -128,6 +148,8 @@ class Database:
             self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             async with self.engine.begin() as connection:
+                if self._schema is not None:
+                    await connection.run_sync(_create_schema, self._schema)
                 await connection.run_sync(_upgrade)
         except (OperationalError, DBAPIError, OSError) as exc:
             if _is_connection_error(exc):
@@ -142,10 +164,20 @@ class Database:
         try:
             async with self.engine.connect() as connection:
                 current, head = await connection.run_sync(_current_and_head)
+                schema_missing = (
+                    current is None
+                    and self._schema is not None
+                    and not await connection.run_sync(_schema_exists, self._schema)
+                )
         except (OperationalError, DBAPIError, OSError) as exc:
             if _is_connection_error(exc):
                 raise StorageUnavailable("The database is unavailable.") from None
             raise
+        if schema_missing:
+            raise NotInitialised(
+                f'The database schema "{self._schema}" does not exist. '
+                "Run `orchestra init`, which creates it."
+            )
         if current is None:
             raise NotInitialised(_NOT_INITIALISED)
         if current != head:

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from gateway.security.keyring import generate_master_key
@@ -109,3 +111,55 @@ def test_the_displayed_url_hides_the_password(
     assert result.exit_code == 6
     assert "hunter2" not in result.output
     assert "unavailable" in result.stderr
+
+
+@pytest.fixture
+def missing_schema(monkeypatch: pytest.MonkeyPatch) -> Iterator[PostgresSchema]:
+    """ORCHESTRA_DATABASE_SCHEMA naming a PostgreSQL schema that does not exist (dropped after)."""
+    from tests.conftest import POSTGRES_URL
+
+    schema = PostgresSchema()  # named, not created
+    monkeypatch.setenv("ORCHESTRA_DATABASE_URL", POSTGRES_URL)
+    monkeypatch.setenv("ORCHESTRA_DATABASE_SCHEMA", schema.name)
+    monkeypatch.setenv("ORCHESTRA_MASTER_KEY", generate_master_key())  # serve checks it first
+    try:
+        yield schema
+    finally:
+        anyio.run(schema.drop)
+
+
+@pytest.mark.postgres
+def test_a_missing_schema_is_named_in_one_line_and_created_by_init(
+    orchestra: Orchestra, missing_schema: PostgresSchema
+) -> None:
+    name = missing_schema.name
+    for command in (("apps", "list"), ("serve",)):
+        result = fails(
+            orchestra(*command),
+            5,
+            f'The database schema "{name}" does not exist. Run `orchestra init`',
+        )
+        assert len(result.stderr.strip().splitlines()) <= 2, result.stderr  # no traceback
+    result = ok(orchestra("init"))
+    assert "Database ready" in result.stdout
+    add_app(orchestra, "demo", key="sk-test")
+    assert [a["name"] for a in json_of(orchestra("apps", "list", "--json"))] == ["demo"]
+    ok(orchestra("init"))  # idempotent: the schema exists now
+
+
+@pytest.mark.postgres
+def test_init_folds_the_schema_name_as_postgresql_does(
+    orchestra: Orchestra, missing_schema: PostgresSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRA_DATABASE_SCHEMA", missing_schema.name.upper())
+    ok(orchestra("init"))
+    add_app(orchestra, "demo", key="sk-test")
+    monkeypatch.setenv("ORCHESTRA_DATABASE_SCHEMA", missing_schema.name)
+    assert [a["name"] for a in json_of(orchestra("apps", "list", "--json"))] == ["demo"]
+
+
+def test_a_schema_name_that_is_not_a_plain_name_is_refused(
+    orchestra: Orchestra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRA_DATABASE_SCHEMA", 'x"; DROP SCHEMA public; --')
+    fails(orchestra("init"), 5, "database_schema")
