@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     # concurrency limits fail closed (503 quota_unavailable). Each is configurable.
     quota_requests_on_redis_down: Literal["fail_open", "fail_closed"] = "fail_open"
     quota_tokens_on_redis_down: Literal["fail_open", "fail_closed"] = "fail_closed"
+    # Every Redis call (connect, command) is bounded by this, in seconds; past it Redis counts
+    # as down and the policies above apply at once.
+    redis_timeout_s: float = Field(default=0.25, gt=0)
     # Prices per model, USD per million tokens, for the monthly budgets.
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 

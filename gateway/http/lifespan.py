@@ -46,17 +46,25 @@ if TYPE_CHECKING:
 LOOP_SWITCH_INTERVAL_S = 0.0005
 
 
-def open_redis(url: str) -> tuple[Redis, QuotaCounters]:
+def open_redis(url: str, *, timeout: float) -> tuple[Redis, QuotaCounters]:
     """The Redis client and the quota counters on it (imported here: ~6 MB that a gateway on
     the in-memory counters does without)."""
     from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     from gateway.storage.counters.redis import RedisCounters
 
-    # Explicit timeouts: a frozen Redis must cost a request seconds, not forever (the fail
-    # policies then apply).
+    # A Redis that accepts connections but never answers must cost a request ``timeout``, not
+    # seconds: then the fail policies apply. redis-py's default retries timeouts 10 times with
+    # backoff; here a broken connection (a restarted Redis) is retried once, a timeout never.
     redis = Redis.from_url(
-        url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     return redis, RedisCounters(redis)
 
@@ -131,7 +139,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         redis: Redis | None = None
         counters: QuotaCounters = MemoryCounters()
         if settings.redis_url:
-            redis, counters = open_redis(settings.redis_url)
+            redis, counters = open_redis(settings.redis_url, timeout=settings.redis_timeout_s)
         limiter = Limiter(
             counters,
             PriceTable(
