@@ -11,6 +11,7 @@ CLI all read these two attributes, so a new error cannot be added without a rend
     │   ├── ModelNotAllowed (400 model_not_allowed)
     │   └── ContentFlagged (400 content_flagged)
     ├── Unauthenticated (401 invalid_token)
+    │   └── TokenExpired (401 token_expired: a session or OIDC token past its exp; refresh it)
     ├── Forbidden (403 forbidden)
     │   ├── AppDisabled (403 app_disabled)
     │   └── OriginNotAllowed (403 origin_not_allowed)
@@ -22,6 +23,7 @@ CLI all read these two attributes, so a new error cannot be added without a rend
     │   ├── MasterKeyError (500 master_key_error)
     │   └── NotInitialised (500 not_initialised)
     ├── StorageUnavailable (503 storage_unavailable)
+    ├── IdentityProviderUnavailable (503 identity_provider_unavailable)
     ├── ShuttingDown (503 shutting_down)
     └── UpstreamError (502 upstream_error)
         ├── UpstreamRejected (502 upstream_error: the upstream's 4xx, never retried)
@@ -86,6 +88,15 @@ class Unauthenticated(GatewayError):
 
     code = "invalid_token"
     http_status = 401
+
+
+class TokenExpired(Unauthenticated):
+    """A well-formed, correctly signed token past its expiry: the client should get a new one.
+
+    Only a token whose signature verified is reported as expired; a forged one is never told apart.
+    """
+
+    code = "token_expired"
 
 
 class Forbidden(GatewayError):
@@ -161,6 +172,14 @@ class NotInitialised(ConfigurationError):
 
 class StorageUnavailable(GatewayError):
     code = "storage_unavailable"
+    http_status = 503
+    retryable = True
+
+
+class IdentityProviderUnavailable(GatewayError):
+    """The OpenID provider's discovery document or keys cannot be fetched, and none are cached."""
+
+    code = "identity_provider_unavailable"
     http_status = 503
     retryable = True
 

@@ -89,6 +89,7 @@ def test_the_exit_code_comes_from_the_nearest_mapped_class(cls: type[GatewayErro
         (errors.NotInitialised("x"), 5),
         (errors.StorageUnavailable("x"), 6),
         (errors.Unauthenticated("x"), 7),
+        (errors.TokenExpired("x"), 7),
         (errors.AppDisabled("x"), 7),
         (errors.UpstreamTimeout("x"), 8),
         (errors.QuotaExceeded("x"), 9),
@@ -105,6 +106,8 @@ def test_documented_exit_codes(error: GatewayError, exit_code: int) -> None:
     [
         (errors.InvalidRequest, 400, "invalid_request"),
         (errors.Unauthenticated, 401, "invalid_token"),
+        (errors.TokenExpired, 401, "token_expired"),
+        (errors.IdentityProviderUnavailable, 503, "identity_provider_unavailable"),
         (errors.Forbidden, 403, "forbidden"),
         (errors.AppDisabled, 403, "app_disabled"),
         (errors.NotFound, 404, "not_found"),
