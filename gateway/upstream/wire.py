@@ -1,5 +1,7 @@
 """A small HTTP/1.1 client for the one narrow API the gateway calls (POST a JSON body).
 
+(And GET, for the few small documents the gateway reads: OpenID discovery and keys.)
+
 Why not httpx: per request httpcore walks its whole pool (a list comprehension over every
 connection), rebuilds anyio's typed attributes and runs h11 in Python; per streamed read it
 goes through four layers of async generators and an anyio cancel scope. Under 200 open
@@ -460,6 +462,24 @@ class Pool:
         ]
         head.extend(f"{name}: {_check_header_value(value)}" for name, value in headers)
         message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        return await self._exchange(origin, message, timeout)
+
+    async def get(
+        self, url: str, headers: Iterable[tuple[str, str]], *, timeout: float
+    ) -> Response:
+        """Send a GET (no body, no compression asked for) and wait for the response's headers."""
+        origin, target = split_url(url)
+        head = [
+            f"GET {target} HTTP/1.1",
+            f"Host: {_host_header(origin)}",
+            f"User-Agent: {self._user_agent}",
+            "Accept-Encoding: identity",
+        ]
+        head.extend(f"{name}: {_check_header_value(value)}" for name, value in headers)
+        message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        return await self._exchange(origin, message, timeout)
+
+    async def _exchange(self, origin: Origin, message: bytes, timeout: float) -> Response:
         for attempt in (1, 2):
             connection = await self._connection(origin)
             connection.send(message)

@@ -322,3 +322,25 @@ async def test_a_slow_reader_pauses_the_socket_and_loses_nothing() -> None:
             assert await response.read_all(5) == big
         finally:
             await pool.aclose()
+
+
+async def test_a_get_sends_no_body_asks_for_no_compression_and_reuses_the_connection() -> None:
+    async with serving(fixed(ok(b'{"keys":[]}'))) as server:
+        pool = Pool()
+        try:
+            for _ in range(2):
+                response = await pool.get(
+                    server.url("/jwks?x=1"), [("Accept", "application/json")], timeout=2.0
+                )
+                assert (response.status, await response.read_all(2.0)) == (200, b'{"keys":[]}')
+            # A POST after a GET on the same origin shares the kept-alive connection.
+            assert await _post(pool, server.url()) == (200, b'{"keys":[]}')
+        finally:
+            await pool.aclose()
+    assert server.connections == 1
+    first = server.requests[0]
+    assert first.startswith(b"GET /jwks?x=1 HTTP/1.1\r\n")
+    assert b"\r\nAccept-Encoding: identity\r\n" in first
+    assert b"\r\nAccept: application/json\r\n" in first
+    assert b"Content-Length" not in first
+    assert first.endswith(b"\r\n\r\n")

@@ -1,0 +1,1 @@
+"""Who the end user is: OpenID Connect access tokens checked against the provider's keys."""

@@ -1,0 +1,1 @@
+"""Shared test harness pieces: real servers the tests start and stop."""
