@@ -207,11 +207,11 @@ class OidcVerifier:
         return at - provider.attempted_at >= interval
 
     def _stale(self, provider: _Provider, at: float) -> bool:
-        return (
-            provider.fetched_at is not None
-            and at - provider.fetched_at >= self._max_key_age
-            and self._may_fetch(provider, at)
-        )
+        """An old key set due for a refresh: tried at most once per refetch interval, even
+        after a failure (the cached keys still serve, so no token needs to wait for it)."""
+        if provider.fetched_at is None or at - provider.fetched_at < self._max_key_age:
+            return False
+        return provider.attempted_at is None or at - provider.attempted_at >= self._refetch_interval
 
     async def _key(self, issuer: str, kid: str) -> jwt.PyJWK:
         provider = self._providers.setdefault(issuer, _Provider())

@@ -95,6 +95,7 @@ class OidcProvider:
         self.jwks_padding = 0  # bytes of filler added to the key set
         self.send_length = True  # False: a body delimited by closing the connection
         self.extra_jwks: list[dict[str, Any]] = []  # raw entries appended to the key set
+        self.jwks_gate: threading.Event | None = None  # set: each JWKS answer waits for it
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -130,6 +131,8 @@ class OidcProvider:
         server, self._server = self._server, None
         if server is None:
             return
+        if self.jwks_gate is not None:
+            self.jwks_gate.set()  # no handler thread stays blocked
         server.shutdown()
         server.server_close()
         if self._thread is not None:
@@ -160,6 +163,9 @@ class OidcProvider:
         if path == "/jwks":
             with self._lock:
                 self._jwks_fetches += 1
+            if self.jwks_gate is not None:
+                self.jwks_gate.wait(timeout=10)
+            with self._lock:
                 keys = [key.public_jwk() for key in self._keys] + list(self.extra_jwks)
             document: dict[str, Any] = {"keys": keys}
             if self.jwks_padding:

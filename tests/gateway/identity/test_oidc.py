@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -356,6 +357,33 @@ async def test_an_unknown_kid_storm_makes_at_most_one_fetch_a_minute(
     assert (await verifier.verify(provider.token(known), _config(provider), now=_now())).user
 
 
+async def test_a_cancelled_fetch_lets_the_next_waiter_fetch(
+    provider: OidcProvider, fetcher: GuardedFetcher
+) -> None:
+    # The request that started the fetch goes away (its client disconnected): the tokens
+    # waiting for the same keys must not be refused because of it.
+    key = provider.add_key()
+    provider.jwks_gate = threading.Event()
+    verifier = _verifier(fetcher)
+    first = asyncio.ensure_future(
+        verifier.verify(provider.token(key), _config(provider), now=_now())
+    )
+    for _ in range(500):  # until the provider holds the first fetch (at most 5 s)
+        if provider.jwks_fetches:
+            break
+        await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(
+        verifier.verify(provider.token(key), _config(provider), now=_now())
+    )
+    await asyncio.sleep(0.05)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    provider.jwks_gate.set()
+    assert (await second).user == "user-1"
+    assert provider.jwks_fetches == 2
+
+
 async def test_a_stale_key_set_is_refreshed_and_a_withdrawn_key_stops(
     provider: OidcProvider, fetcher: GuardedFetcher, clock: FakeClock
 ) -> None:
@@ -371,17 +399,36 @@ async def test_a_stale_key_set_is_refreshed_and_a_withdrawn_key_stops(
 # --- the provider going away ------------------------------------------------------------------
 
 
+class CountingFetcher:
+    """The real fetcher, counting the GETs it was asked for (a stopped provider counts none)."""
+
+    def __init__(self, inner: GuardedFetcher) -> None:
+        self.inner = inner
+        self.urls: list[str] = []
+
+    async def get(self, url: str, *, limit: int, timeout: float) -> bytes:
+        self.urls.append(url)
+        return await self.inner.get(url, limit=limit, timeout=timeout)
+
+
 async def test_known_keys_keep_verifying_when_the_provider_is_down(
     provider: OidcProvider, fetcher: GuardedFetcher, clock: FakeClock
 ) -> None:
     key = provider.add_key("EdDSA")
-    verifier = _verifier(fetcher, clock)
+    counting = CountingFetcher(fetcher)
+    verifier = OidcVerifier(counting, clock=clock)
     await verifier.verify(provider.token(key), _config(provider), now=_now())
     token = provider.token(key, sub="bob")
     provider.stop()
     assert (await verifier.verify(token, _config(provider), now=_now())).user == "bob"
+    assert len(counting.urls) == 2  # discovery and keys, once
     clock.advance(3601)  # stale: a refresh is tried, fails, and the cached key still serves
     assert (await verifier.verify(token, _config(provider), now=_now())).user == "bob"
+    assert len(counting.urls) == 3  # the discovery document could not be fetched
+    for _ in range(5):  # and it is not tried again on every token
+        clock.advance(10)
+        assert (await verifier.verify(token, _config(provider), now=_now())).user == "bob"
+    assert len(counting.urls) == 3
     # A kid it never saw cannot be checked while the provider is down: 503, not 401.
     stranger = SigningKey.generate("EdDSA")
     clock.advance(61)
@@ -394,13 +441,20 @@ async def test_the_provider_down_with_nothing_cached_is_unavailable(
     key = provider.add_key()
     token = provider.token(key)
     provider.stop()
-    verifier = _verifier(fetcher, clock)
+    counting = CountingFetcher(fetcher)
+    verifier = OidcVerifier(counting, clock=clock)
     error = await _unavailable(verifier, token, _config(provider))
     assert "cannot be used" in error.message
     assert error.retryable
-    # It is tried again after the retry interval, not on every token.
+    assert len(counting.urls) == 1
+    # Tried again after the retry interval (5 s), not on every token before it.
     clock.advance(2)
+    error = await _unavailable(verifier, token, _config(provider))
+    assert error.retry_after == pytest.approx(3.0)
+    assert len(counting.urls) == 1
+    clock.advance(4)
     await _unavailable(verifier, token, _config(provider))
+    assert len(counting.urls) == 2
 
 
 async def test_the_provider_coming_back_is_used_again(
