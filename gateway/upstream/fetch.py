@@ -65,7 +65,9 @@ class GuardedFetcher:
                         raise UpstreamUnavailable(f"{shown} answered HTTP {response.status}.")
                     encoding = (response.header(b"content-encoding") or "identity").strip()
                     if encoding.lower() != "identity":
-                        raise UpstreamUnavailable(f"{shown} sent a compressed body ({encoding}).")
+                        raise UpstreamUnavailable(
+                            f"{shown} sent a compressed body ({encoding[:40]})."
+                        )
                     declared = response.header(b"content-length")
                     if (
                         declared is not None
