@@ -29,7 +29,16 @@ from gateway.core.errors import (
 )
 from gateway.core.redact import redact_text
 from gateway.upstream.egress import GuardedDialer
-from gateway.upstream.types import ChatRequest, Chunk, Completion, Usage
+from gateway.upstream.types import (
+    MAX_FINISH_REASON,
+    MAX_MODEL_NAME,
+    ChatRequest,
+    Chunk,
+    Completion,
+    Usage,
+    short_text,
+    usage_from,
+)
 from gateway.upstream.wire import (
     ConnectFailed,
     Pool,
@@ -43,30 +52,74 @@ from gateway.upstream.wire import (
 _DATA_BYTES = b"data:"
 
 
-def _usage(data: Any) -> Usage | None:
-    if not isinstance(data, dict):
-        return None
-    return Usage(
-        prompt_tokens=int(data.get("prompt_tokens") or 0),
-        completion_tokens=int(data.get("completion_tokens") or 0),
-    )
+def _malformed_event(what: str) -> UpstreamError:
+    return UpstreamError(f"The upstream sent a malformed stream event ({what}).")
 
 
 def parse_chunk(payload: bytes) -> Chunk:
+    """One stream event, checked at the boundary: the gateway never sees a wrong type.
+
+    Cheap explicit checks (this runs per event), no model: ``model`` and ``finish_reason`` that
+    are not strings are ignored (the requested model stands), a usage that is not valid counts
+    is unreported (see ``usage_from``), and content that is not text (a number, an object) is a
+    malformed event, an UpstreamError: coercing it would hand /v1 clients, which get the raw
+    chunk, something else than /ask clients, and an answer that is not text is not an answer.
+    """
     data = orjson.loads(payload)
+    if type(data) is not dict:
+        raise _malformed_event("not an object")
     raw = payload.decode()
-    choices = data.get("choices") or []
-    usage = _usage(data.get("usage"))
+    usage_data = data.get("usage")
+    usage = None if usage_data is None else usage_from(usage_data)
+    model = short_text(data.get("model"), MAX_MODEL_NAME)
+    choices = data.get("choices")
     if not choices:
-        return Chunk(raw=raw, model=data.get("model"), usage=usage, usage_only=usage is not None)
-    choice = choices[0]
-    delta = choice.get("delta") or {}
+        return Chunk(raw=raw, model=model, usage=usage, usage_only=usage_data is not None)
+    if type(choices) is not list or type(choice := choices[0]) is not dict:
+        raise _malformed_event("choices")
+    delta = choice.get("delta")
+    text = ""
+    if delta is not None:
+        if type(delta) is not dict:
+            raise _malformed_event("delta is not an object")
+        content = delta.get("content")
+        if content is not None:
+            if type(content) is not str:
+                raise _malformed_event("content is not text")
+            text = content
     return Chunk(
         raw=raw,
-        text=delta.get("content") or "",
-        finish_reason=choice.get("finish_reason"),
-        model=data.get("model"),
+        text=text,
+        finish_reason=short_text(choice.get("finish_reason"), MAX_FINISH_REASON),
+        model=model,
         usage=usage,
+    )
+
+
+def parse_completion(data: object, requested_model: str) -> Completion:
+    """A whole non-streamed answer, checked like ``parse_chunk`` (content must be text)."""
+    malformed = UpstreamError("The upstream sent a malformed answer.")
+    if type(data) is not dict:
+        raise malformed
+    choices = data.get("choices")
+    if type(choices) is not list or not choices or type(choice := choices[0]) is not dict:
+        raise malformed
+    message = choice.get("message")
+    if message is None:
+        message = {}
+    elif type(message) is not dict:
+        raise malformed
+    text = message.get("content")
+    if text is None:
+        text = ""
+    elif type(text) is not str:
+        raise malformed
+    return Completion(
+        raw=data,
+        text=text,
+        finish_reason=short_text(choice.get("finish_reason"), MAX_FINISH_REASON),
+        model=short_text(data.get("model"), MAX_MODEL_NAME) or requested_model,
+        usage=usage_from(data.get("usage")) or Usage(),
     )
 
 
@@ -293,17 +346,7 @@ class OpenAIUpstream:
             request.body(stream=False),
             "upstream",
         )
-        try:
-            choice = data["choices"][0]
-            return Completion(
-                raw=data,
-                text=(choice.get("message") or {}).get("content") or "",
-                finish_reason=choice.get("finish_reason"),
-                model=str(data.get("model") or request.model),
-                usage=_usage(data.get("usage")) or Usage(),
-            )
-        except (KeyError, TypeError, IndexError, AttributeError):
-            raise UpstreamError("The upstream sent a malformed answer.") from None
+        return parse_completion(data, request.model)
 
     async def moderate(self, base_url: str, api_key: str, text: str) -> bool:
         """Whether OpenAI's ``/moderations`` flags ``text``; raises UpstreamError subclasses."""

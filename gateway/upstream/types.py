@@ -2,8 +2,44 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+#: The most tokens one answer may count (prompt or completion), whatever the upstream says.
+#: A trillion is far beyond any context window, stays exact in JavaScript clients (< 2**53), and
+#: keeps sums over millions of records inside the 64-bit columns and Redis counters (2**63 - 1).
+MAX_TOKEN_COUNT = 10**12
+#: Longest model name kept (the width of the request_logs column).
+MAX_MODEL_NAME = 200
+#: Longest ``finish_reason`` kept (OpenAI's are a word: stop, length, tool_calls ...).
+MAX_FINISH_REASON = 40
+
+
+def token_count(value: object) -> int | None:
+    """An upstream's token count as a count, or None when it is not one.
+
+    Deliberate cases: a missing count (None) is 0; an int is clamped to MAX_TOKEN_COUNT; a float
+    is taken only when it is a whole number (some servers send 12.0); a negative number, a
+    fraction, a bool, a string or any other JSON value is not a count (None), and the caller
+    treats the whole usage as unreported rather than guessing.
+    """
+    if value is None:
+        return 0
+    if type(value) is int:  # bool is a subclass of int and is refused here
+        if value < 0:
+            return None
+        return value if value <= MAX_TOKEN_COUNT else MAX_TOKEN_COUNT
+    if type(value) is float and math.isfinite(value) and value.is_integer() and value >= 0:
+        return min(int(value), MAX_TOKEN_COUNT)
+    return None
+
+
+def short_text(value: object, limit: int) -> str | None:
+    """A string field cut to ``limit`` characters; anything that is not a string is None."""
+    if type(value) is not str:
+        return None
+    return value if len(value) <= limit else value[:limit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +71,8 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts, each in 0..MAX_TOKEN_COUNT (``usage_from`` builds it from upstream JSON)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -77,3 +115,19 @@ class Completion:
     finish_reason: str | None
     model: str
     usage: Usage
+
+
+def usage_from(data: object) -> Usage | None:
+    """The ``usage`` object of an upstream answer, or None when it is absent or not valid.
+
+    Invalid (a count that is negative, a string, an object ...) means unreported: the gateway
+    then counts the answer itself (prompt estimate, streamed chunks), as for a cut stream. A
+    negative count clamped to 0 would make an answer free; 10**30 is clamped to MAX_TOKEN_COUNT.
+    """
+    if type(data) is not dict:
+        return None
+    prompt = token_count(data.get("prompt_tokens"))
+    completion = token_count(data.get("completion_tokens"))
+    if prompt is None or completion is None:
+        return None
+    return Usage(prompt_tokens=prompt, completion_tokens=completion)
