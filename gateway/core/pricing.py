@@ -20,7 +20,8 @@ class PriceTable:
         self._prices = dict(prices)
 
     def knows(self, model: str) -> bool:
-        return model in self._prices
+        # A model name comes from an upstream's answer: anything but a string is unknown.
+        return isinstance(model, str) and model in self._prices
 
     def price(self, model: str) -> Price:
         price = self._prices.get(model)
@@ -34,9 +35,10 @@ class PriceTable:
     def cost_micros(self, model: str, prompt_tokens: int, completion_tokens: int) -> int:
         """Cost in micro-dollars, rounded up (a budget is never under-charged)."""
         price = self.price(model)
-        # price per million tokens == micro-dollars per token
+        # price per million tokens == micro-dollars per token; a negative count costs nothing
         micros = (
-            prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million
+            max(0, prompt_tokens) * price.input_per_million
+            + max(0, completion_tokens) * price.output_per_million
         )
         whole = int(micros)
         return whole if whole == micros else whole + 1

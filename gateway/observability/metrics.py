@@ -164,6 +164,13 @@ class Metrics:
             "Interaction records lost because the buffer overflowed.",
             registry=r,
         )
+        self.records_rejected = Counter(
+            "orchestra_records_rejected_total",
+            "Interaction records the database refused: written without their content "
+            "(sanitized) or not at all (dropped).",
+            ["kind"],
+            registry=r,
+        )
         self.quota_unavailable = Counter(
             "orchestra_quota_counters_unavailable_total",
             "Requests decided while the quota counters were unreachable.",
@@ -200,11 +207,13 @@ class Metrics:
         model = o.model or "unknown"
         if o.ttft_s is not None:
             self.ttft.labels(o.app, model).observe(o.ttft_s)
-        if o.prompt_tokens:
+        # Counters only go up (prometheus-client raises otherwise): a negative or NaN amount,
+        # whatever produced it, is not counted rather than losing the request's record.
+        if o.prompt_tokens > 0:
             self.tokens.labels(o.app, model, "prompt").inc(o.prompt_tokens)
-        if o.completion_tokens:
+        if o.completion_tokens > 0:
             self.tokens.labels(o.app, model, "completion").inc(o.completion_tokens)
-        if o.cost_usd:
+        if o.cost_usd > 0:
             self.cost.labels(o.app, model).inc(o.cost_usd)
         if o.error_code == "quota_exceeded":
             self.quota_rejections.labels(o.app, o.quota_limit or "unknown").inc()

@@ -356,7 +356,12 @@ class Answer:
             await self._stream.aclose()
         if self._streaming and self._deps.metrics is not None:
             self._deps.metrics.active_streams.labels(self._ctx.app_name).dec()
-        await self._settle_quota(self._consumed())
+        try:
+            await self._settle_quota(self._consumed())
+        finally:  # every request gets its record, whatever settling met
+            self._record_end()
+
+    def _record_end(self) -> None:
         if self._completed:
             self.record(outcome="completed", http_status=200, error_code=None)
         elif isinstance(self._error, QuotaExceeded) and self._content_chunks:

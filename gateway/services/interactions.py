@@ -4,7 +4,8 @@
 background loop (started in the server's lifespan) flushes every ``flush_interval`` seconds or
 when ``batch_size`` records are waiting. ``close()`` flushes what is left, so nothing is lost on
 a clean shutdown. When the database is down, records stay buffered and are retried; if the
-buffer overflows, the oldest are dropped and counted, never silently.
+buffer overflows, the oldest are dropped and counted, never silently. Rows the database refuses
+are split out of their batch (see ``flush``), so they never block the records of other apps.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ _ROW_COLUMNS = tuple(
 )
 
 
+#: Failed flushes in a row after which an unclassified error is taken as the rows' fault.
+_SPLIT_AFTER = 3
+
+
 class InteractionRecorder:
     def __init__(
         self,
@@ -97,6 +102,8 @@ class InteractionRecorder:
         self._wakeup = anyio.Event()
         self.dropped = 0
         self.written = 0
+        #: Failed flushes in a row that were neither refused rows nor the database unavailable.
+        self._failures = 0
 
     def record(self, record: InteractionRecord) -> None:
         if self._metrics is not None:
@@ -118,18 +125,80 @@ class InteractionRecorder:
         return len(self._buffer)
 
     async def flush(self) -> None:
-        """Write everything buffered; on a database error the records are kept for later."""
+        """Write everything buffered.
+
+        Two kinds of failure, two answers. The database unavailable (StorageUnavailable, or an
+        error of the moment): the records are kept, in order, for the next flush. The database
+        refusing rows (a value it cannot hold): the batch is halved until the refused rows stand
+        alone, so one bad row never blocks the others, and a row refused alone is written
+        without its content, or dropped and counted; it is never retried as it was.
+        """
         while self._buffer:
             batch = [
                 self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))
             ]
             try:
-                async with self._db.session() as session:
-                    await request_logs.append_logs(session, [r.row() for r in batch])
-            except BaseException:
-                self._buffer.extendleft(reversed(batch))
+                await self._write(batch)
+            except StorageUnavailable:
                 raise
-            self.written += len(batch)
+            except Exception:
+                # Not classified as refused rows: kept and retried, but only so many times.
+                self._failures += 1
+                raise
+            self._failures = 0
+
+    async def _write(self, batch: list[InteractionRecord]) -> None:
+        parts = [batch]  # the last part is written next
+        part: list[InteractionRecord] = []
+        try:
+            while parts:
+                part = parts.pop()
+                try:
+                    await self._insert([r.row() for r in part])
+                except Exception as exc:
+                    if not self._split(exc):
+                        raise
+                    if len(part) == 1:
+                        await self._salvage(part[0])
+                    else:
+                        half = len(part) // 2
+                        parts += [part[half:], part[:half]]
+                    continue
+                self.written += len(part)
+        except BaseException:
+            unwritten = [*part, *(r for p in reversed(parts) for r in p)]
+            self._buffer.extendleft(reversed(unwritten))
+            raise
+
+    def _split(self, exc: Exception) -> bool:
+        """Whether a failed insert is the rows' fault: refused values, or an error that keeps
+        coming back (after _SPLIT_AFTER failed flushes) while the database is reachable."""
+        if isinstance(exc, request_logs.RowsRefused):
+            return True
+        return not isinstance(exc, StorageUnavailable) and self._failures >= _SPLIT_AFTER
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        async with self._db.session() as session:
+            await request_logs.append_logs(session, rows)
+
+    async def _salvage(self, record: InteractionRecord) -> None:
+        """One refused record: written without its free text and metadata, or dropped."""
+        try:
+            await self._insert([request_logs.sanitized(record.row())])
+        except StorageUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 (refused even so: dropped, counted, logged)
+            self._rejected(record, "dropped", type(exc).__name__)
+            return
+        self.written += 1
+        self._rejected(record, "sanitized", None)
+
+    def _rejected(self, record: InteractionRecord, kind: str, error: str | None) -> None:
+        if self._metrics is not None:
+            self._metrics.records_rejected.labels(kind).inc()
+        logger.bind(
+            request_id=record.request_id, app=record.app_name, kind=kind, error=error
+        ).error("interaction record refused by the database")
 
     async def run(self) -> None:
         """The background loop: flush on a timer or when a batch is full."""

@@ -21,13 +21,15 @@ async def count_prompt(request: ChatRequest) -> int:
     return await anyio.to_thread.run_sync(count_messages, request.messages, request.model)
 
 
-def priced_model(reported: str, request: ChatRequest | None) -> str:
+def priced_model(reported: object, request: ChatRequest | None) -> str:
     """The model to price: the one that answered, under the name it was asked for.
 
     Upstreams answer with dated snapshot names (gpt-4o-mini-2024-07-18), and a fallback may
     have answered instead of the model asked for: the longest of the requested and fallback
     names that the reported model starts with.
     """
+    if not isinstance(reported, str):  # checked at the boundary; never crash settling
+        return request.model if request is not None else ""
     if request is None:
         return reported
     candidates = (request.model, *request.fallback_models)

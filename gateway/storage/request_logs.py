@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import case, delete, func, insert
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -16,10 +18,19 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.storage.tables import RequestLog
 
 
+class RowsRefused(Exception):
+    """The database refused these rows (a value it cannot hold), not the connection: retrying
+    them as they are fails again. The unit of work is rolled back; nothing was written."""
+
+
+def _column_attrs() -> list[Any]:
+    return list(sa.inspect(RequestLog).column_attrs)
+
+
 def _text_widths() -> dict[str, int | None]:
     """Every text column and its width (None: unbounded), by attribute name."""
     widths: dict[str, int | None] = {}
-    for attr in sa.inspect(RequestLog).column_attrs:
+    for attr in _column_attrs():
         column_type = attr.columns[0].type
         # SQLModel's AutoString wraps a String.
         if isinstance(column_type, sa.types.TypeDecorator):
@@ -29,14 +40,35 @@ def _text_widths() -> dict[str, int | None]:
     return widths
 
 
+def _int_ranges() -> dict[str, int]:
+    """Every integer column but the id and its largest value, by attribute name."""
+    ranges: dict[str, int] = {}
+    for attr in _column_attrs():
+        column = attr.columns[0]
+        if isinstance(column.type, sa.Integer) and not column.primary_key:
+            wide = isinstance(column.type, sa.BigInteger)
+            ranges[attr.key] = 2**63 - 1 if wide else 2**31 - 1
+    return ranges
+
+
 _TEXT_WIDTHS = _text_widths()
+_INT_RANGES = _int_ranges()
+#: Attributes whose column has another name (request_metadata is the column "metadata"): a Core
+#: insert takes column names and silently ignores other keys.
+_RENAMED = tuple(
+    (attr.key, attr.columns[0].name) for attr in _column_attrs() if attr.key != attr.columns[0].name
+)
+#: What a refused row is written without: the caller's free text and metadata.
+_FREE_FORM = ("prompt_text", "answer_text", "request_metadata", "origin")
 
 
 def storable(row: Mapping[str, object]) -> dict[str, object]:
-    """The row with NUL characters replaced and strings cut to their column's width.
+    """The row, by column name, with NUL characters replaced, strings cut to their column's
+    width and counts clamped to their column's range.
 
-    PostgreSQL refuses both, and one refused row fails its whole batch, which the recorder
-    would retry forever: a prompt, an answer or an Origin header must not stop all logging.
+    PostgreSQL refuses NULs and long strings, both refuse integers past their column: one refused
+    row fails its whole batch (the recorder then splits it). A prompt, an answer or an Origin
+    header must not stop all logging.
     """
     fixed = dict(row)
     for key, width in _TEXT_WIDTHS.items():
@@ -48,7 +80,31 @@ def storable(row: Mapping[str, object]) -> dict[str, object]:
         if width is not None and len(value) > width:
             value = value[:width]
         fixed[key] = value
+    for key, largest in _INT_RANGES.items():
+        value = fixed.get(key)
+        if type(value) is int and not -largest <= value <= largest:
+            fixed[key] = largest if value > 0 else -largest
+    for key, column in _RENAMED:
+        if key in fixed:
+            fixed[column] = fixed.pop(key)
     return fixed
+
+
+def sanitized(row: Mapping[str, object]) -> dict[str, object]:
+    """What can be kept of a row the database refused: no free text or metadata, counts that
+    are non-negative integers, finite durations and cost."""
+    kept = dict(row)
+    for key in _FREE_FORM:
+        kept[key] = None
+    for key in _INT_RANGES:
+        value = kept.get(key)
+        kept[key] = value if type(value) is int and value >= 0 else 0
+    for key in ("duration_ms", "cost_usd"):
+        value = kept.get(key)
+        kept[key] = value if type(value) is float and math.isfinite(value) else 0.0
+    ttft = kept.get("ttft_ms")
+    kept["ttft_ms"] = ttft if type(ttft) is float and math.isfinite(ttft) else None
+    return kept
 
 
 #: A Core insert: the ORM's bulk path costs several times more per batch, and rows of this
@@ -56,9 +112,34 @@ def storable(row: Mapping[str, object]) -> dict[str, object]:
 _INSERT = insert(cast(sa.Table, RequestLog.__table__))  # type: ignore[attr-defined]
 
 
+def _refused(exc: Exception) -> bool:
+    """A data error (the rows), not a lost connection or a busy database (the moment)."""
+    if isinstance(exc, (sa_exc.DataError, sa_exc.IntegrityError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return False
+        # PostgreSQL's classes 22 (data exception) and 23 (integrity constraint violation);
+        # asyncpg reports a value it cannot encode (an int past its column) as a ValueError.
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        cause = getattr(exc.orig, "__cause__", None)
+        return sqlstate[:2] in ("22", "23") or isinstance(cause, ValueError)
+    # Values a driver or a bind processor could not convert (SQLite: OverflowError for an
+    # integer past 64 bits; JSON: a value it cannot encode), raw or wrapped by SQLAlchemy.
+    return isinstance(exc, (sa_exc.StatementError, OverflowError, ValueError, TypeError))
+
+
 async def append_logs(session: AsyncSession, rows: Sequence[Mapping[str, object]]) -> None:
-    if rows:
+    """Insert ``rows`` (InteractionRecord.row() mappings); RowsRefused if the database refused
+    their values (then nothing was written)."""
+    if not rows:
+        return
+    try:
         await session.execute(_INSERT, [storable(row) for row in rows])
+    except Exception as exc:
+        if _refused(exc):
+            raise RowsRefused(type(exc).__name__) from exc
+        raise
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,8 +84,9 @@ class Quota(SQLModel, table=True):
 
     app_id: str = Field(primary_key=True, foreign_key="apps.id", ondelete="CASCADE", max_length=40)
     rpm: int | None = None
-    tpm: int | None = None
-    tokens_per_day: int | None = None
+    # Token counts are 64-bit (migration 0006): a day of a busy app passes 2**31.
+    tpm: int | None = Field(default=None, sa_type=sa.BigInteger)
+    tokens_per_day: int | None = Field(default=None, sa_type=sa.BigInteger)
     max_concurrent: int | None = None
     budget_usd_month: float | None = None
     soft_cap: bool = False
@@ -108,8 +109,9 @@ class RequestLog(SQLModel, table=True):
     outcome: str = Field(max_length=40, index=True)
     http_status: int
     error_code: str | None = Field(default=None, max_length=60)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    # 64-bit (migration 0006): an upstream's usage is clamped to what these hold.
+    prompt_tokens: int = Field(default=0, sa_type=sa.BigInteger)
+    completion_tokens: int = Field(default=0, sa_type=sa.BigInteger)
     ttft_ms: float | None = None
     duration_ms: float = 0.0
     cost_usd: float = 0.0
