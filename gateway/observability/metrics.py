@@ -171,6 +171,8 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        for kind in ("sanitized", "dropped"):  # exposed at 0, so alerts can see them move
+            self.records_rejected.labels(kind)
         self.quota_unavailable = Counter(
             "orchestra_quota_counters_unavailable_total",
             "Requests decided while the quota counters were unreachable.",
