@@ -71,7 +71,11 @@ def parse_chunk(payload: bytes) -> Chunk:
     raw = payload.decode()
     usage_data = data.get("usage")
     usage = None if usage_data is None else usage_from(usage_data)
-    model = short_text(data.get("model"), MAX_MODEL_NAME)
+    model = data.get("model")  # short_text(), inlined: this runs per event
+    if type(model) is not str:
+        model = None
+    elif len(model) > MAX_MODEL_NAME:
+        model = model[:MAX_MODEL_NAME]
     choices = data.get("choices")
     if not choices:
         return Chunk(raw=raw, model=model, usage=usage, usage_only=usage_data is not None)
@@ -87,13 +91,12 @@ def parse_chunk(payload: bytes) -> Chunk:
             if type(content) is not str:
                 raise _malformed_event("content is not text")
             text = content
-    return Chunk(
-        raw=raw,
-        text=text,
-        finish_reason=short_text(choice.get("finish_reason"), MAX_FINISH_REASON),
-        model=model,
-        usage=usage,
-    )
+    finish_reason = choice.get("finish_reason")
+    if finish_reason is not None and (
+        type(finish_reason) is not str or len(finish_reason) > MAX_FINISH_REASON
+    ):
+        finish_reason = short_text(finish_reason, MAX_FINISH_REASON)
+    return Chunk(raw=raw, text=text, finish_reason=finish_reason, model=model, usage=usage)
 
 
 def parse_completion(data: object, requested_model: str) -> Completion:
