@@ -117,12 +117,32 @@ def parse_completion(data: object, requested_model: str) -> Completion:
         text = ""
     elif type(text) is not str:
         raise malformed
+    model = short_text(data.get("model"), MAX_MODEL_NAME) or requested_model
+    reported = data.get("usage")
+    usage = usage_from(reported) or Usage()
+    # The /v1 route sends ``raw`` back as it is: it must say what was counted. (It encodes:
+    # orjson reads an integer past 64 bits as a float.)
+    raw = data
+    if data.get("model") != model or (reported is not None and not _reports(reported, usage)):
+        raw = {**data, "model": model}
+        if reported is not None:
+            raw["usage"] = usage.to_json()
     return Completion(
-        raw=data,
+        raw=raw,
         text=text,
         finish_reason=short_text(choice.get("finish_reason"), MAX_FINISH_REASON),
-        model=short_text(data.get("model"), MAX_MODEL_NAME) or requested_model,
-        usage=usage_from(data.get("usage")) or Usage(),
+        model=model,
+        usage=usage,
+    )
+
+
+def _reports(data: object, usage: Usage) -> bool:
+    """Whether the upstream's usage object says exactly ``usage`` (then it is kept as sent)."""
+    return (
+        type(data) is dict
+        and data.get("prompt_tokens") == usage.prompt_tokens
+        and data.get("completion_tokens") == usage.completion_tokens
+        and data.get("total_tokens", usage.total_tokens) == usage.total_tokens
     )
 
 

@@ -242,3 +242,64 @@ async def test_usage_past_32_bits_is_recorded_on_each_backend(
         assert record["metadata"] == METADATA
         await assert_reservation_released(client, app)
         await assert_other_apps_records_flow(client, tenants, server)
+
+
+V1_CASES: dict[str, tuple[Handler, bool, str]] = {
+    "huge-usage": (
+        answer(
+            200,
+            {
+                "model": MODEL,
+                "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10**30, "completion_tokens": 1},
+            },
+        ),
+        False,
+        "json",
+    ),
+    "streamed-content-a-number": (
+        sse([chunk_json(), odd_chunk(choices=[{"delta": {"content": 12345}}])]),
+        True,
+        "openai-error",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(V1_CASES))
+async def test_a_hostile_upstream_on_the_openai_route(
+    name: str, sqlite_gateway: Gateway, request: pytest.FixtureRequest
+) -> None:
+    """/v1 forwards the upstream's JSON: what it sends back must say what was counted and
+    encode, or be a typed error."""
+    fault, stream, end = V1_CASES[name]
+    tenants = tenants_on(sqlite_gateway, request)
+    async with (
+        raw_server(fault_then_fine(fault)) as server,
+        sqlite_gateway.client(timeout=15) as client,
+    ):
+        app = await tenants.add(base_url=server.base_url, quota=QuotaLimits(max_concurrent=1))
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": f"hostile {name}"}],
+            "stream": stream,
+            "metadata": METADATA,
+        }
+        if stream:
+            response = await client.post("/v1/chat/completions", json=body, headers=app.auth)
+            assert response.status_code == 200
+            blocks = [b for b in response.text.split("\n\n") if b and not b.startswith(":")]
+            assert "data: [DONE]" not in blocks, blocks
+            assert json.loads(blocks[-1].removeprefix("data: "))["error"]["code"] == (
+                "upstream_error"
+            )
+            request_id = response.headers["x-request-id"]
+        else:
+            ended = await call(client, app, body, path="/v1/chat/completions")
+            assert ended.assert_typed_end() == end, ended.body
+            if end == "json":
+                assert ended.body["usage"]["prompt_tokens"] == MAX_TOKEN_COUNT, ended.body
+            request_id = ended.request_id
+        record = await record_of(client, app, request_id)
+        assert_sane_counts(record)
+        await assert_reservation_released(client, app)
+        await assert_other_apps_records_flow(client, tenants, server)

@@ -190,3 +190,17 @@ async def test_complete_over_the_wire_clamps_a_huge_usage() -> None:
         finally:
             await upstream.aclose()
     assert completion.usage == Usage(MAX_TOKEN_COUNT, 2)
+
+
+def test_the_raw_answer_says_what_was_counted_and_always_encodes() -> None:
+    plain = _completion()
+    assert parse_completion(plain, "gpt-4o-mini").raw is plain, "a sane answer is kept as sent"
+    huge = parse_completion(
+        _completion(model=7, usage={"prompt_tokens": 10**30, "completion_tokens": 1}), "m"
+    )
+    assert huge.raw["model"] == "m"
+    assert huge.raw["usage"] == {
+        "prompt_tokens": MAX_TOKEN_COUNT,
+        "completion_tokens": 1,
+        "total_tokens": MAX_TOKEN_COUNT + 1,
+    }
