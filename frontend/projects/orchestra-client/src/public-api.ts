@@ -2,7 +2,9 @@
  * Public API of orchestra-client: the only import path for apps.
  */
 export { provideOrchestra, ORCHESTRA_CONFIG } from './lib/config';
-export type { OrchestraConfig, OrchestraToken } from './lib/config';
+export type { OrchestraConfig, OrchestraToken, OrchestraTokenProvider } from './lib/config';
+export { sessionToken, SessionTokenError } from './lib/auth/session-token';
+export type { SessionTokenErrorReason, SessionTokenOptions } from './lib/auth/session-token';
 export { AskClient } from './lib/ask/ask-client';
 export { AskSession } from './lib/ask/ask-session';
 export type { AskStatus } from './lib/ask/ask-session';

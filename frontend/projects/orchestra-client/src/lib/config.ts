@@ -1,10 +1,26 @@
 import { EnvironmentProviders, InjectionToken, makeEnvironmentProviders } from '@angular/core';
 
 /**
- * The app token (`orc_…`), or a function that returns one. The function is called for every request, so an
- * app can mint short-lived tokens from its own backend (and cache them itself).
+ * Something that hands out bearer tokens and can be told that one stopped working, e.g. `sessionToken()`.
+ *
+ * `getToken()` returns a usable token (from a cache or freshly obtained); it rejects when none can be had,
+ * and with the signal's reason as soon as `signal` aborts. `invalidate(token)` drops `token` from the cache
+ * (no-op if a newer one is cached already); `invalidate()` drops whatever is cached. On a 401
+ * `token_expired` the `AskClient` invalidates the token it sent, asks for a new one and retries once.
  */
-export type OrchestraToken = string | (() => string | Promise<string>);
+export interface OrchestraTokenProvider {
+  getToken(signal?: AbortSignal): Promise<string>;
+  invalidate(token?: string): void;
+}
+
+/**
+ * How requests authenticate:
+ * - a string: sent as is (an app token `orc_…`: only in trusted settings, never in a public page);
+ * - a function: called before every request (the app caches what it returns itself); never retried;
+ * - an `OrchestraTokenProvider` such as `sessionToken({ url })`: short-lived session tokens, refreshed and
+ *   retried once when the gateway says `token_expired`.
+ */
+export type OrchestraToken = string | (() => string | Promise<string>) | OrchestraTokenProvider;
 
 export interface OrchestraConfig {
   /** The gateway's base URL, e.g. `https://orchestra.example.com`; `""` means the page's own origin. */

@@ -1,9 +1,10 @@
 import { Injectable, inject } from '@angular/core';
 import { Observable, Subscriber } from 'rxjs';
 
-import { ORCHESTRA_CONFIG, OrchestraToken } from '../config';
+import { SessionTokenError } from '../auth/session-token';
+import { ORCHESTRA_CONFIG, OrchestraToken, OrchestraTokenProvider } from '../config';
 import { SseParser } from '../sse/sse-parser';
-import { AskEvent, AskRequest } from './ask-events';
+import { AskError, AskEvent, AskRequest } from './ask-events';
 import { clientError, toAskEvent, toRequestBody } from './ask-wire';
 import { errorFromResponse } from './http-errors';
 
@@ -15,6 +16,9 @@ import { errorFromResponse } from './http-errors';
  * completes. Failures of any kind (HTTP status, `event: error`, network, malformed stream) arrive as an
  * `error` *event*: the Observable itself never errors. Unsubscribing before the end aborts the request
  * (`AbortController`), which the gateway records as a client disconnect.
+ *
+ * With an `OrchestraTokenProvider` (e.g. `sessionToken()`), a 401 `token_expired` invalidates the token
+ * that was sent, gets a fresh one and sends the request once more; a second refusal is the error event.
  */
 @Injectable({ providedIn: 'root' })
 export class AskClient {
@@ -33,35 +37,47 @@ export class AskClient {
     signal: AbortSignal,
     out: Subscriber<AskEvent>,
   ): Promise<void> {
-    const token = await resolveToken(this.config.token);
-    if (signal.aborted) {
-      return;
+    const source = this.config.token;
+    for (let attempt = 1; ; attempt++) {
+      const token = await resolveToken(source, signal);
+      if (signal.aborted) {
+        return;
+      }
+      if (typeof token !== 'string') {
+        return finish(out, token);
+      }
+      let response: Response;
+      try {
+        response = await fetch(askUrl(this.config.baseUrl), {
+          method: 'POST',
+          headers: {
+            Authorization: `Bearer ${token}`,
+            'Content-Type': 'application/json',
+            Accept: 'text/event-stream',
+          },
+          body: JSON.stringify(toRequestBody(request)),
+          cache: 'no-store',
+          signal,
+        });
+      } catch {
+        return signal.aborted
+          ? undefined
+          : finish(out, clientError('network_error', 'Could not reach the gateway.'));
+      }
+      if (response.ok) {
+        return readEvents(response, signal, out);
+      }
+      const error = await errorFromResponse(response);
+      if (signal.aborted) {
+        return;
+      }
+      // An expired session token: drop it, get a fresh one and try once more; anything else is final.
+      if (attempt === 1 && isProvider(source) && isExpiredToken(error)) {
+        source.invalidate(token);
+        continue;
+      }
+      return finish(out, error);
     }
-    if (token === null) {
-      return finish(out, clientError('token_unavailable', 'Could not obtain an Orchestra token.'));
-    }
-    let response: Response;
-    try {
-      response = await fetch(askUrl(this.config.baseUrl), {
-        method: 'POST',
-        headers: {
-          Authorization: `Bearer ${token}`,
-          'Content-Type': 'application/json',
-          Accept: 'text/event-stream',
-        },
-        body: JSON.stringify(toRequestBody(request)),
-        cache: 'no-store',
-        signal,
-      });
-    } catch {
-      return signal.aborted
-        ? undefined
-        : finish(out, clientError('network_error', 'Could not reach the gateway.'));
-    }
-    if (!response.ok) {
-      return finish(out, await errorFromResponse(response));
-    }
-    await readEvents(response, signal, out);
   }
 }
 
@@ -125,11 +141,36 @@ function askUrl(baseUrl: string): string {
   return `${baseUrl.replace(/\/+$/, '')}/ask`;
 }
 
-async function resolveToken(token: OrchestraToken): Promise<string | null> {
+function isProvider(token: OrchestraToken): token is OrchestraTokenProvider {
+  return typeof token === 'object' && token !== null;
+}
+
+function isExpiredToken(error: AskError): boolean {
+  return error.status === 401 && error.code === 'token_expired';
+}
+
+/** The bearer token to send, or a `token_unavailable` error: never anything but a non-empty string. */
+async function resolveToken(
+  token: OrchestraToken,
+  signal: AbortSignal,
+): Promise<string | AskError> {
+  let value: unknown;
   try {
-    const value = typeof token === 'function' ? await token() : token;
-    return value || null;
-  } catch {
-    return null;
+    value = isProvider(token)
+      ? await token.getToken(signal)
+      : typeof token === 'function'
+        ? await token()
+        : token;
+  } catch (error) {
+    return clientError(
+      'token_unavailable',
+      error instanceof SessionTokenError ? error.message : 'The token function or provider failed.',
+    );
   }
+  return typeof value === 'string' && value !== ''
+    ? value
+    : clientError(
+        'token_unavailable',
+        'The token source gave no token (an empty or non-string value).',
+      );
 }

@@ -48,6 +48,8 @@ export interface AskDone {
 export type GatewayErrorCode =
   | 'invalid_request'
   | 'invalid_token'
+  | 'token_expired'
+  | 'insufficient_scope'
   | 'app_disabled'
   | 'origin_not_allowed'
   | 'request_too_large'
@@ -55,14 +57,16 @@ export type GatewayErrorCode =
   | 'upstream_error'
   | 'upstream_auth_failed'
   | 'upstream_unavailable'
-  | 'upstream_timeout';
+  | 'upstream_timeout'
+  | 'identity_provider_unavailable';
 
 /**
  * Error codes produced by the client itself:
  * - `network_error`: the request could not be sent or the connection broke (also: blocked by CORS);
  * - `stream_interrupted`: the stream ended without a `done` or `error` event;
  * - `bad_response`: the gateway answered something that does not follow the contract;
- * - `token_unavailable`: the token function threw or rejected;
+ * - `token_unavailable`: no token could be had (the token function threw, rejected or gave no string; the
+ *   session endpoint failed or answered something invalid);
  * - `http_error`: an error status without a recognisable gateway error body.
  */
 export type ClientErrorCode =

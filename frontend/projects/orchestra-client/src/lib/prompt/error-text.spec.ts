@@ -17,6 +17,22 @@ describe('describeAskError', () => {
     );
   });
 
+  it('says a session expired', () => {
+    expect(describeAskError({ type: 'error', code: 'token_expired', message: 'x' })).toBe(
+      'Not authorized: the session has expired.',
+    );
+  });
+
+  it('says why no token could be had (the client writes that message itself)', () => {
+    expect(
+      describeAskError({
+        type: 'error',
+        code: 'token_unavailable',
+        message: 'The session endpoint /s answered HTTP 401.',
+      }),
+    ).toBe('Could not obtain an access token. The session endpoint /s answered HTTP 401.');
+  });
+
   it("falls back to the gateway's message for a code it does not know", () => {
     expect(
       describeAskError({ type: 'error', code: 'brand_new_code', message: 'Something new.' }),

@@ -3,6 +3,9 @@ import { AskError } from '../ask/ask-events';
 const TEXT_BY_CODE: Readonly<Record<string, string>> = {
   invalid_request: 'The gateway rejected the request as invalid.',
   invalid_token: 'Not authorized: the access token is invalid, expired or revoked.',
+  token_expired: 'Not authorized: the session has expired.',
+  insufficient_scope: 'This access token may not do that.',
+  identity_provider_unavailable: 'The sign-in provider is unavailable.',
   app_disabled: 'This app is disabled on the gateway.',
   origin_not_allowed: 'This page’s origin is not allowed to use the gateway.',
   request_too_large: 'The prompt is too large.',
@@ -19,7 +22,14 @@ const TEXT_BY_CODE: Readonly<Record<string, string>> = {
 
 /** A readable sentence for an error, with the retry time when the gateway gave one. */
 export function describeAskError(error: AskError): string {
-  const text = TEXT_BY_CODE[error.code] ?? error.message;
+  const known = TEXT_BY_CODE[error.code];
+  // The client writes token_unavailable's message itself: it says which source failed and how.
+  const text =
+    known === undefined
+      ? error.message
+      : error.code === 'token_unavailable' && error.message
+        ? `${known} ${error.message}`
+        : known;
   const seconds = error.retryAfterSeconds;
   if (seconds === undefined) {
     return text;
