@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     first_token_timeout_s: float = Field(default=60.0, gt=0)
     idle_timeout_s: float = Field(default=60.0, gt=0)
+    # The largest upstream stream event (its data plus the line being read), in bytes.
+    upstream_max_event_bytes: int = Field(default=1_048_576, gt=0)
 
     # Before the first byte: bounded retries (connect errors, 5xx, 429) within a deadline,
     # then the app's fallback models. A circuit breaker per upstream URL fails fast after

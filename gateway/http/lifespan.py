@@ -125,6 +125,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             connect_timeout=settings.connect_timeout_s,
             first_token_timeout=settings.first_token_timeout_s,
             allowed_hosts=settings.allowed_upstream_hosts,
+            max_event_bytes=settings.upstream_max_event_bytes,
         )
         upstream = ResilientUpstream(
             openai,

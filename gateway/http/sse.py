@@ -39,6 +39,8 @@ def error_event(error: GatewayError, request_id: str) -> bytes:
 
 
 def openai_data(raw: str) -> bytes:
+    if "\n" in raw:  # the upstream split its data over several lines: one data line each
+        raw = raw.replace("\n", "\ndata: ")
     return b"data: " + raw.encode() + b"\n\n"
 
 

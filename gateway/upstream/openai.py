@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import deque
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +28,7 @@ from gateway.core.errors import (
 )
 from gateway.core.redact import redact_text
 from gateway.upstream.egress import GuardedDialer
+from gateway.upstream.sse import MESSAGE, EventTooLarge, SSEParser
 from gateway.upstream.types import (
     MAX_FINISH_REASON,
     MAX_MODEL_NAME,
@@ -49,7 +49,12 @@ from gateway.upstream.wire import (
     WireError,
 )
 
-_DATA_BYTES = b"data:"
+_DONE = b"[DONE]"
+_ERROR = b"error"
+_ERROR_KEY = b'"error"'
+#: The event types OpenAIStream hands out; others are skipped.
+_HANDED_OUT = frozenset((MESSAGE, _ERROR))
+DEFAULT_MAX_EVENT_BYTES = 1_048_576
 
 
 def _malformed_event(what: str) -> UpstreamError:
@@ -184,6 +189,33 @@ def _upstream_message(body: bytes) -> str:
     return redact_text(str(message))[:300]
 
 
+def _stream_error_detail(data: bytes) -> str:
+    """The message of an upstream's error event or error chunk, redacted and cut."""
+    try:
+        body = orjson.loads(data)
+    except ValueError:  # plain text
+        return redact_text(data.decode(errors="replace").strip())[:300]
+    error = body.get("error", body) if isinstance(body, dict) else body
+    message = error.get("message") if isinstance(error, dict) else error
+    return redact_text(message.strip())[:300] if isinstance(message, str) else ""
+
+
+def _stream_error(data: bytes) -> UpstreamError:
+    detail = _stream_error_detail(data)
+    suffix = f": {detail}" if detail else "."
+    return UpstreamError(f"The upstream reported an error mid-stream{suffix}")
+
+
+def _raise_if_error_chunk(payload: bytes) -> None:
+    """``data: {"error": ...}`` (vLLM and other OpenAI-compatible servers) is no chunk."""
+    try:
+        body = orjson.loads(payload)
+    except ValueError:
+        return  # parse_chunk calls it malformed
+    if isinstance(body, dict) and body.get("error") is not None and not body.get("choices"):
+        raise _stream_error(payload)
+
+
 def error_for_status(status: int, body: bytes, retry_after: float | None) -> UpstreamError:
     detail = _upstream_message(body)
     suffix = f": {detail}" if detail else ""
@@ -220,32 +252,45 @@ def _transport_error(exc: WireError) -> UpstreamError:
 
 
 class OpenAIStream:
-    """The upstream's SSE body, parsed from raw network reads.
+    """The upstream's SSE body, parsed from raw network reads (``sse.SSEParser``).
 
     One deadline (first token, then idle) per network read rather than per event: a read
     often carries many events, and they are handed out without waiting again.
+
+    Unnamed (``message``) events carry the chunks, and ``[DONE]``; an ``error`` event ends the
+    answer with its (redacted) message; other named events are not part of OpenAI's stream
+    and are skipped, as an EventSource's ``onmessage`` would.
     """
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._response = response
-        self._buffer = b""
-        self._payloads: deque[bytes] = deque()
+        self._parser = SSEParser(max_event_bytes)
+        self._events = self._parser.events
         self._done = False
 
     def ready(self) -> bool:
-        return bool(self._payloads)
+        events = self._events
+        while events:
+            if events[0].type in _HANDED_OUT:
+                return True
+            events.popleft()
+        return False
 
     async def next_chunk(self, timeout: float) -> Chunk | None:
-        while not self._payloads:
+        while not self.ready():
             if self._done:
                 return None
             await self._read(timeout)
-        payload = self._payloads.popleft()
-        if payload == b"[DONE]":
+        event_type, payload, _ = self._events.popleft()
+        if event_type == _ERROR:
+            raise _stream_error(payload)
+        if payload == _DONE or (len(payload) < 16 and payload.strip() == _DONE):
             self._done = True
-            self._payloads.clear()
+            self._events.clear()
             await self._drain(timeout)
             return None
+        if _ERROR_KEY in payload:
+            _raise_if_error_chunk(payload)
         try:
             return parse_chunk(payload)
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -261,14 +306,12 @@ class OpenAIStream:
         if not block:
             # The body ended without [DONE]: the answer is cut, not complete.
             raise UpstreamError("The upstream stream ended before it was complete.")
-        buffer = self._buffer + block if self._buffer else block
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        *events, self._buffer = buffer.split(b"\n\n")
-        for event in events:
-            for line in event.split(b"\n"):
-                if line.startswith(_DATA_BYTES):
-                    self._payloads.append(line[len(_DATA_BYTES) :].strip())
+        try:
+            self._parser.feed(block)
+        except EventTooLarge as exc:
+            raise UpstreamError(
+                f"The upstream sent a stream event larger than {exc.limit} bytes."
+            ) from None
 
     async def _drain(self, timeout: float) -> None:
         """Read the end of the body after [DONE], so the connection goes back to the pool.
@@ -297,8 +340,10 @@ class OpenAIUpstream:
         connect_timeout: float,
         first_token_timeout: float,
         allowed_hosts: tuple[str, ...] = (),
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._first_token_timeout = first_token_timeout
+        self._max_event_bytes = max_event_bytes
         # Every new connection goes through the SSRF guard, after DNS resolution.
         self._pool = Pool(
             GuardedDialer(TCPDialer(), allowed_hosts), connect_timeout=connect_timeout
@@ -342,7 +387,7 @@ class OpenAIUpstream:
             raise UpstreamTimeout("The upstream did not start answering in time.") from None
         except WireError as exc:
             raise _transport_error(exc) from None
-        return OpenAIStream(response)
+        return OpenAIStream(response, self._max_event_bytes)
 
     async def _call(self, url: str, api_key: str, body: Any, what: str) -> Any:
         """POST, and read the whole JSON answer within the first-token bound."""

@@ -1,14 +1,15 @@
 """A tiny raw HTTP/1.1 server on 127.0.0.1, run in the test's event loop.
 
-For upstream behaviour the OpenAI fake has no directive for: invalid JSON chunks, redirects,
-a server that accepts and never answers, a port that starts listening later. Every response
-is ``Connection: close``; each handler writes the whole response itself.
+For upstream behaviour the OpenAI fake has no directive for: invalid JSON chunks, odd SSE
+framing (``raw_stream``), redirects, a server that accepts and never answers, a port that
+starts listening later. Every response is ``Connection: close``; each handler writes the whole
+response itself.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
@@ -156,6 +157,19 @@ def sse(
                 await anyio.sleep(delay)
         if end is not None:
             await stream.send(f"data: {end}\n\n".encode())
+        if then_hang:
+            await wait_for_close(stream)
+
+    return handle
+
+
+def raw_stream(reads: Iterable[bytes], *, then_hang: bool = False) -> Handler:
+    """A text/event-stream answer whose body is ``reads``, each sent as it is (any framing)."""
+
+    async def handle(_: RawRequest, stream: SocketStream) -> None:
+        await stream.send(_head(200, "OK", [("content-type", "text/event-stream")]))
+        for read in reads:
+            await stream.send(read)
         if then_hang:
             await wait_for_close(stream)
 
