@@ -208,6 +208,8 @@ def _stream_error(data: bytes) -> UpstreamError:
 
 def _raise_if_error_chunk(payload: bytes) -> None:
     """``data: {"error": ...}`` (vLLM and other OpenAI-compatible servers) is no chunk."""
+    if _ERROR_KEY not in payload:  # a search costs more than parsing a delta: only here
+        return
     try:
         body = orjson.loads(payload)
     except ValueError:
@@ -264,37 +266,34 @@ class OpenAIStream:
 
     def __init__(self, response: Response, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._response = response
-        self._parser = SSEParser(max_event_bytes)
+        self._parser = SSEParser(max_event_bytes, _HANDED_OUT)
         self._events = self._parser.events
         self._done = False
 
     def ready(self) -> bool:
-        events = self._events
-        while events:
-            if events[0].type in _HANDED_OUT:
-                return True
-            events.popleft()
-        return False
+        return bool(self._events)
 
     async def next_chunk(self, timeout: float) -> Chunk | None:
-        while not self.ready():
+        while not self._events:
             if self._done:
                 return None
             await self._read(timeout)
         event_type, payload, _ = self._events.popleft()
-        if event_type == _ERROR:
+        if event_type is not MESSAGE and event_type == _ERROR:  # unnamed: the parser's MESSAGE
             raise _stream_error(payload)
-        if payload == _DONE or (len(payload) < 16 and payload.strip() == _DONE):
+        if len(payload) < 16 and payload.strip() == _DONE:
             self._done = True
             self._events.clear()
             await self._drain(timeout)
             return None
-        if _ERROR_KEY in payload:
-            _raise_if_error_chunk(payload)
         try:
-            return parse_chunk(payload)
+            chunk = parse_chunk(payload)
         except (ValueError, KeyError, TypeError, AttributeError):
+            _raise_if_error_chunk(payload)
             raise UpstreamError("The upstream sent a malformed stream event.") from None
+        if not chunk.text and chunk.usage is None:  # no delta: an error chunk, perhaps
+            _raise_if_error_chunk(payload)
+        return chunk
 
     async def _read(self, timeout: float) -> None:
         try:
