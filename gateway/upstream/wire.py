@@ -30,6 +30,8 @@ import httptools
 
 #: Above this many unread body bytes the socket stops being read (the reader is slow).
 READ_HIGH_WATER = 256 * 1024
+#: The most one read of a compressed body decodes to (the rest waits in the decoder).
+MAX_DECODED_READ = 256 * 1024
 #: Idle connections kept per origin; more are closed when they come back.
 MAX_IDLE_PER_ORIGIN = 256
 
@@ -362,17 +364,36 @@ class Response:
         connection = self._connection
         if connection is None:
             return b""
+        if self._decoder is not None:
+            return await self._read_decoded(connection, self._decoder, timeout)
         data = await connection.read(timeout)
         if not data:
             self.release()
-            return b""
-        if self._decoder is not None:
+        return data
+
+    async def _read_decoded(
+        self, connection: Connection, decoder: zlib._Decompress, timeout: float
+    ) -> bytes:
+        """At most MAX_DECODED_READ bytes, never b"" before the end of the body.
+
+        A few compressed bytes can stand for megabytes (a bomb): what is left is decoded by
+        the next calls. A read that decodes to nothing (a gzip header, part of a block) is
+        not the end of the body: the next one is waited for.
+        """
+        while True:
+            data = decoder.unconsumed_tail
+            if not data:
+                data = await connection.read(timeout)
+                if not data:
+                    self.release()
+                    return b""
             try:
-                data = self._decoder.decompress(data)
+                decoded = decoder.decompress(data, MAX_DECODED_READ)
             except zlib.error:
                 self.close()
                 raise ProtocolViolation("The upstream sent a corrupt compressed body.") from None
-        return data
+            if decoded:
+                return decoded
 
     async def read_all(self, timeout: float, limit: int = 64 * 1024 * 1024) -> bytes:
         parts: list[bytes] = []

@@ -163,11 +163,13 @@ def sse(
     return handle
 
 
-def raw_stream(reads: Iterable[bytes], *, then_hang: bool = False) -> Handler:
+def raw_stream(
+    reads: Iterable[bytes], *, then_hang: bool = False, headers: Sequence[tuple[str, str]] = ()
+) -> Handler:
     """A text/event-stream answer whose body is ``reads``, each sent as it is (any framing)."""
 
     async def handle(_: RawRequest, stream: SocketStream) -> None:
-        await stream.send(_head(200, "OK", [("content-type", "text/event-stream")]))
+        await stream.send(_head(200, "OK", [("content-type", "text/event-stream"), *headers]))
         for read in reads:
             await stream.send(read)
         if then_hang:

@@ -5,8 +5,10 @@ A raw server on 127.0.0.1 sends the body bytes exactly as given (``raw_stream``)
 
 from __future__ import annotations
 
+import gzip
 import json
-from collections.abc import AsyncIterator, Iterable
+import tracemalloc
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
 import pytest
@@ -23,9 +25,13 @@ KEY = "sk-proj-" + "A1b2C3d4" * 6
 
 @asynccontextmanager
 async def stream_of(
-    reads: Iterable[bytes], *, max_event_bytes: int = 1_048_576, then_hang: bool = False
+    reads: Iterable[bytes],
+    *,
+    max_event_bytes: int = 1_048_576,
+    then_hang: bool = False,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> AsyncIterator[OpenAIStream]:
-    handler = raw_stream(reads, then_hang=then_hang)
+    handler = raw_stream(reads, then_hang=then_hang, headers=headers)
     async with raw_server(handler) as server:
         upstream = OpenAIUpstream(
             connect_timeout=1, first_token_timeout=2, max_event_bytes=max_event_bytes
@@ -155,3 +161,22 @@ async def test_events_below_the_bound_pass_however_many() -> None:
     event = f"data: {chunk_json('y' * 900)}\n\n".encode()
     async with stream_of([event * 40, b"data: [DONE]\n\n"], max_event_bytes=2048) as stream:
         assert len(await read_all(stream)) == 40
+
+
+async def test_a_compressed_endless_event_is_cut_with_bounded_memory() -> None:
+    """50 MiB that gzip packs into 50 KiB: decoded a bounded piece at a time, then cut."""
+    limit = 1_048_576
+    packed = gzip.compress(b"data: " + b"x" * (50 * limit), compresslevel=9)
+    reads = [packed[i : i + 16_384] for i in range(0, len(packed), 16_384)]
+    tracemalloc.start()
+    try:
+        async with stream_of(
+            reads, max_event_bytes=limit, headers=[("content-encoding", "gzip")]
+        ) as stream:
+            with pytest.raises(UpstreamError) as raised:
+                await stream.next_chunk(2.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert f"larger than {limit} bytes" in raised.value.message
+    assert peak < 4 * limit, f"peak {peak / limit:.1f} MiB"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from gateway.upstream.wire import (
+    MAX_DECODED_READ,
     ConnectFailed,
     ConnectionBroken,
     Pool,
@@ -344,3 +345,43 @@ async def test_a_get_sends_no_body_asks_for_no_compression_and_reuses_the_connec
     assert b"\r\nAccept: application/json\r\n" in first
     assert b"Content-Length" not in first
     assert first.endswith(b"\r\n\r\n")
+
+
+async def test_a_compressed_bomb_is_decoded_a_bounded_piece_at_a_time() -> None:
+    plain = b"x" * (20 * 1024 * 1024)
+    packed = gzip.compress(plain)  # about 20 KiB
+    async with serving(fixed(ok(packed, "Content-Encoding: gzip"))) as server:
+        pool = Pool()
+        try:
+            response = await pool.post(server.url(), b"{}", [], timeout=2)
+            sizes = []
+            while data := await response.read(2):
+                sizes.append(len(data))
+        finally:
+            await pool.aclose()
+    assert sum(sizes) == len(plain)
+    assert max(sizes) <= MAX_DECODED_READ, max(sizes)
+
+
+async def test_a_read_that_decodes_to_nothing_is_not_the_end_of_the_body() -> None:
+    packed = gzip.compress(b"data: hello\n\n")
+    release = asyncio.Event()
+
+    async def reply(_: bytes, writer: asyncio.StreamWriter) -> bool:
+        head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
+        writer.write(head.encode() + b"5\r\n" + packed[:5] + b"\r\n")  # half a gzip header
+        await writer.drain()
+        await release.wait()
+        rest = packed[5:]
+        writer.write(f"{len(rest):x}\r\n".encode() + rest + b"\r\n0\r\n\r\n")
+        return True
+
+    async with serving(reply) as server:
+        pool = Pool()
+        try:
+            response = await pool.post(server.url(), b"{}", [], timeout=2)
+            asyncio.get_running_loop().call_later(0.2, release.set)
+            assert await response.read(2) == b"data: hello\n\n"
+            assert await response.read(2) == b""
+        finally:
+            await pool.aclose()
