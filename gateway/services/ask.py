@@ -25,6 +25,7 @@ from gateway.core.errors import (
     UpstreamError,
 )
 from gateway.core.quota_policy import MICROS, LimitState
+from gateway.core.redact import Redactor
 from gateway.flows.protocol import WorkflowRunner
 from gateway.observability.metrics import Metrics
 from gateway.services.interactions import InteractionRecord, InteractionRecorder
@@ -171,6 +172,10 @@ class Answer:
     @property
     def model(self) -> str:
         return self._model
+
+    def redact(self, text: str) -> str:
+        """Upstream ``text`` forwarded as it is, without this app's provider key (by value)."""
+        return Redactor(*(() if self._request is None else (self._request.api_key,)))(text)
 
     def finished(self) -> bool:
         """Whether ``events()`` has produced its final event (``Done`` or ``Failed``)."""

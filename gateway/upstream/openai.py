@@ -26,7 +26,7 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.core.redact import redact_text
+from gateway.core.redact import Redactor
 from gateway.upstream.egress import GuardedDialer
 from gateway.upstream.sse import MESSAGE, EventTooLarge, SSEParser
 from gateway.upstream.types import (
@@ -181,32 +181,47 @@ def _retry_after(response: Response) -> float | None:
         return None
 
 
-def _upstream_message(body: bytes) -> str:
+#: Of an upstream's error message: how much is read (and redacted), how much is kept.
+_MESSAGE_READ = 2000
+#: What is read of a body after its [DONE] before the connection is given up instead.
+_MAX_DRAIN_BYTES = 64 * 1024
+_MESSAGE_KEPT = 300
+
+
+def _upstream_message(body: bytes, redact: Redactor) -> str:
+    """The upstream's own error message, without the key of the call (nor any secret shape).
+
+    Upstreams repeat the key they were given ("Incorrect API key provided: …"), whole, masked
+    or in part, whatever its form (OpenAI's sk-…, Azure's 32 hex digits, anything): ``redact``
+    holds that key. Redacted before it is cut, so a cut never leaves a key's start behind.
+    """
     try:
         message = orjson.loads(body)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         return ""
-    return redact_text(str(message))[:300]
+    return redact(str(message)[:_MESSAGE_READ])[:_MESSAGE_KEPT]
 
 
-def _stream_error_detail(data: bytes) -> str:
+def _stream_error_detail(data: bytes, redact: Redactor) -> str:
     """The message of an upstream's error event or error chunk, redacted and cut."""
     try:
         body = orjson.loads(data)
     except ValueError:  # plain text
-        return redact_text(data.decode(errors="replace").strip())[:300]
+        return redact(data.decode(errors="replace").strip()[:_MESSAGE_READ])[:_MESSAGE_KEPT]
     error = body.get("error", body) if isinstance(body, dict) else body
     message = error.get("message") if isinstance(error, dict) else error
-    return redact_text(message.strip())[:300] if isinstance(message, str) else ""
+    return (
+        redact(message.strip()[:_MESSAGE_READ])[:_MESSAGE_KEPT] if isinstance(message, str) else ""
+    )
 
 
-def _stream_error(data: bytes) -> UpstreamError:
-    detail = _stream_error_detail(data)
+def _stream_error(data: bytes, redact: Redactor) -> UpstreamError:
+    detail = _stream_error_detail(data, redact)
     suffix = f": {detail}" if detail else "."
     return UpstreamError(f"The upstream reported an error mid-stream{suffix}")
 
 
-def _raise_if_error_chunk(payload: bytes) -> None:
+def _raise_if_error_chunk(payload: bytes, api_key: str) -> None:
     """``data: {"error": ...}`` (vLLM and other OpenAI-compatible servers) is no chunk."""
     if _ERROR_KEY not in payload:  # a search costs more than parsing a delta: only here
         return
@@ -215,11 +230,14 @@ def _raise_if_error_chunk(payload: bytes) -> None:
     except ValueError:
         return  # parse_chunk calls it malformed
     if isinstance(body, dict) and body.get("error") is not None and not body.get("choices"):
-        raise _stream_error(payload)
+        raise _stream_error(payload, Redactor(api_key))
 
 
-def error_for_status(status: int, body: bytes, retry_after: float | None) -> UpstreamError:
-    detail = _upstream_message(body)
+def error_for_status(
+    status: int, body: bytes, retry_after: float | None, redact: Redactor
+) -> UpstreamError:
+    """The error for an upstream's non-200 answer; ``redact`` holds the key of the call."""
+    detail = _upstream_message(body, redact)
     suffix = f": {detail}" if detail else ""
     if status in (401, 403):
         return UpstreamAuthFailed(
@@ -264,8 +282,15 @@ class OpenAIStream:
     and are skipped, as an EventSource's ``onmessage`` would.
     """
 
-    def __init__(self, response: Response, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self,
+        response: Response,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        api_key: str = "",
+    ) -> None:
         self._response = response
+        #: An error event may repeat the call's key: its redactor is built on that path only.
+        self._api_key = api_key
         self._parser = SSEParser(max_event_bytes, _HANDED_OUT)
         self._events = self._parser.events
         self._done = False
@@ -280,7 +305,7 @@ class OpenAIStream:
             await self._read(timeout)
         event_type, payload, _ = self._events.popleft()
         if event_type is not MESSAGE and event_type == _ERROR:  # unnamed: the parser's MESSAGE
-            raise _stream_error(payload)
+            raise _stream_error(payload, Redactor(self._api_key))
         if len(payload) < 16 and payload.strip() == _DONE:
             self._done = True
             self._events.clear()
@@ -289,10 +314,10 @@ class OpenAIStream:
         try:
             chunk = parse_chunk(payload)
         except (ValueError, KeyError, TypeError, AttributeError):
-            _raise_if_error_chunk(payload)
+            _raise_if_error_chunk(payload, self._api_key)
             raise UpstreamError("The upstream sent a malformed stream event.") from None
         if not chunk.text and chunk.usage is None:  # no delta: an error chunk, perhaps
-            _raise_if_error_chunk(payload)
+            _raise_if_error_chunk(payload, self._api_key)
         return chunk
 
     async def _read(self, timeout: float) -> None:
@@ -318,10 +343,14 @@ class OpenAIStream:
         Closing a response that was not read to its end closes its connection, and every
         answer would then pay a new TCP (and TLS) handshake to the upstream.
         """
+        left = _MAX_DRAIN_BYTES  # an upstream that keeps talking after [DONE] is cut off
         try:
-            while await self._response.read(timeout):
-                pass
+            while left > 0 and (block := await self._response.read(timeout)):
+                left -= len(block)
         except WireError:
+            self._response.close()
+            return
+        if left <= 0:
             self._response.close()
 
     async def aclose(self) -> None:
@@ -381,12 +410,14 @@ class OpenAIUpstream:
             )
             if response.status != 200:
                 body = await response.read_all(self._first_token_timeout)
-                raise error_for_status(response.status, body, _retry_after(response))
+                raise error_for_status(
+                    response.status, body, _retry_after(response), Redactor(request.api_key)
+                )
         except ReadTimedOut:
             raise UpstreamTimeout("The upstream did not start answering in time.") from None
         except WireError as exc:
             raise _transport_error(exc) from None
-        return OpenAIStream(response, self._max_event_bytes)
+        return OpenAIStream(response, self._max_event_bytes, request.api_key)
 
     async def _call(self, url: str, api_key: str, body: Any, what: str) -> Any:
         """POST, and read the whole JSON answer within the first-token bound."""
@@ -400,7 +431,9 @@ class OpenAIUpstream:
         except WireError as exc:
             raise _transport_error(exc) from None
         if response.status != 200:
-            raise error_for_status(response.status, content, _retry_after(response))
+            raise error_for_status(
+                response.status, content, _retry_after(response), Redactor(api_key)
+            )
         try:
             return orjson.loads(content)
         except ValueError:

@@ -45,7 +45,8 @@ def short_text(value: object, limit: int) -> str | None:
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     base_url: str
-    api_key: str
+    #: Never in a repr (a traceback or an error quoting the request would show it).
+    api_key: str = field(repr=False)
     model: str
     messages: list[dict[str, Any]]
     max_tokens: int | None = None

@@ -25,6 +25,10 @@ from gateway.services.ask import Answer, AskInput, CallMeta, Delta, Done
 
 router = APIRouter(prefix="/v1")
 
+#: Marks a stream event that may carry the upstream's error text (checked on events without
+#: content only: one substring test, not a redaction per chunk).
+_ERROR = '"error"'
+
 # Fields the gateway sets itself; everything else in the body goes upstream untouched.
 _OWN_FIELDS = {
     "model",
@@ -40,9 +44,15 @@ _OWN_FIELDS = {
 async def _encode(answer: Answer, include_usage: bool) -> AsyncIterator[bytes]:
     async for event in answer.events():
         if isinstance(event, Delta):
-            if event.chunk.usage_only and not include_usage:
+            chunk = event.chunk
+            if chunk.usage_only and not include_usage:
                 continue
-            yield sse.openai_data(event.chunk.raw)
+            raw = chunk.raw
+            if not chunk.text and _ERROR in raw:
+                # An error object inside the stream (OpenAI sends them): forwarded as it came,
+                # but never with the app's key, which upstreams repeat in their errors.
+                raw = answer.redact(raw)
+            yield sse.openai_data(raw)
         elif isinstance(event, Done):
             yield sse.OPENAI_DONE
         else:
