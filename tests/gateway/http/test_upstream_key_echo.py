@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio.lowlevel
@@ -20,6 +20,7 @@ import openai
 import pytest
 from anyio.abc import SocketStream
 
+from gateway.services import apps as app_service
 from gateway.storage import request_logs
 from gateway.storage.database import Database
 from tests.gateway.http.conftest import (
@@ -188,9 +189,40 @@ async def test_an_echoed_key_never_reaches_a_client_a_record_or_the_log(
     assert not leaks(key, json.dumps(records))
     assert not leaks(key, await stored_rows(gateway, app))
 
+    log = await poll(_stderr(gateway), lambda text: all(rid in text for rid in ids))
+    assert not leaks(key, log)
+
+
+async def test_a_key_echoed_by_the_moderation_endpoint_never_reaches_the_client(
+    client: httpx.AsyncClient, gateway: Gateway, apps: Apps, upstream: RawServer
+) -> None:
+    """The moderated workflow calls /moderations with the app's key first: same rule."""
+    key = KEYS["azure-hex"]()
+    app = await apps.add(base_url=upstream.base_url, provider_key=key)
+    changes = app_service.AppChanges(workflow="moderated")
+    await gateway.with_database(lambda db: app_service.update_app(db, app.name, changes))
+    ids = []
+    for status in (400, 429):
+        body = {"prompt": f"[echo:{status}] hi", "stream": False}
+        # The first run of a workflow loads it: a slow start may time out once, then answers.
+        for _ in range(3):
+            response = await client.post("/ask", json=body, headers=app.auth)
+            if response.json()["error"]["code"] != "upstream_timeout":
+                break
+        assert response.status_code in (429, 502), response.text
+        assert "Incorrect API key provided: [redacted]" in response.text
+        assert not leaks(key, response.text), response.text
+        ids.append(response.headers["x-request-id"])
+    assert any(r.path.endswith("/moderations") for r in upstream.requests)
+    records = await wait_for_records(client, ids, token=app.token)
+    assert not leaks(key, json.dumps(records))
+    log = await poll(_stderr(gateway), lambda text: all(rid in text for rid in ids))
+    assert not leaks(key, log)
+
+
+def _stderr(gateway: Gateway) -> Callable[[], Awaitable[str]]:
     async def logged() -> str:
         await anyio.lowlevel.checkpoint()
         return gateway.server.stderr()
 
-    log = await poll(logged, lambda text: all(rid in text for rid in ids))
-    assert not leaks(key, log)
+    return logged
