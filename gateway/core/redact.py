@@ -73,12 +73,13 @@ _LONG = re.compile(
 
 def redact_text(text: str) -> str:
     """``text`` with every secret-shaped part replaced by ``[redacted]``."""
+    # The scheme first: "Bearer <token>" goes whole, scheme included.
+    if "earer" in text or "EARER" in text:
+        text = _BEARER.sub(REDACTED, text)
     if "sk-" in text:
         text = _OPENAI_KEY.sub(REDACTED, text)
     if "orc_" in text:
         text = _CLIENT_TOKEN.sub(REDACTED, text)
-    if "earer" in text or "EARER" in text:
-        text = _BEARER.sub(REDACTED, text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
     if "***" in text:

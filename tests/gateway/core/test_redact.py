@@ -150,3 +150,8 @@ def test_several_keys_are_redacted_together() -> None:
     first, second = secrets.token_hex(16), arbitrary_key(6)
     text = Redactor(first, second)(f"{first} and {second}")
     assert text == f"{REDACTED} and {REDACTED}"
+
+
+@pytest.mark.parametrize("kind", ["client token", "sk", "azure (32 hex)", "jwt"])
+def test_a_bearer_header_goes_whole_whatever_the_credential(kind: str) -> None:
+    assert redact_text(f"Bearer {SHAPED[kind]()}") == REDACTED
