@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 from loguru import logger
 
 from gateway.core.redact import redact_text
+from gateway.observability.exceptions import scrubbed
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -29,6 +30,11 @@ def _redact(record: Record) -> None:
     for key, value in record["extra"].items():
         if isinstance(value, str):
             record["extra"][key] = redact_text(value)
+    exception = record["exception"]
+    if exception is not None and exception.value is not None:
+        twin = scrubbed(exception.value, redact_text)
+        if twin is not None:  # the log file's lines are not scrubbed again (LineWriter's are)
+            record["exception"] = exception._replace(value=twin)
 
 
 class LineWriter:
