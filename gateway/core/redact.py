@@ -8,7 +8,8 @@ Two rules:
   (43 url-safe base64 characters and ``=``) and Fernet tokens (``gAAAAA…``), and masked keys as
   upstreams echo them (``sk-abc****wxyz``, ``0123a*****wxyz``). Ids stay readable: request ids
   (``req_…``, ``chatcmpl-…``), UUIDs, trace ids and model names are not secret-shaped (a hex run
-  glued to ``_`` or ``-`` is part of an id).
+  glued to ``_`` or ``-`` is part of an id). A bare 32-hex-digit id (``uuid4().hex``, an MD5)
+  cannot be told from an Azure key and goes too.
 - **By value** (``Redactor``): the secrets of one call (the app's actual provider key, whatever
   its form), every occurrence, and every piece of ``MIN_PIECE`` (8) or more consecutive
   characters of them, so that an echoed prefix or suffix goes too. The shapes run after, so a
