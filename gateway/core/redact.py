@@ -21,8 +21,10 @@ call, and only on that (error) path. It looks every window of the text up in the
 key's pieces: linear in the text whatever the key's length, about 0.1 ms for a 300-character
 message and 0.7 ms for the 2000 characters read of an upstream's message (measured on the
 loaded 2-core development machine). ``redact_text`` runs on every log line: each regex runs
-only when the line holds its literal, so a 700-character access line costs about what the old
-three-pattern regex did (5.9 µs against 5.0 µs).
+only when the line holds its literal, and long runs are found by a byte search, so it stays
+linear and costs about what the old three-pattern regex did: 4.3 µs against 4.1 µs for a
+700-character access line, at most twice as much for 64 KB of hostile text (one long run, runs
+of 31 characters, stars), where a regex tried at every position cost 17 to 25 times as much.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ _RUNS = bytes(
     for b in range(256)
 )
 #: The shortest run of token characters that a run-only shape matches (32 hex digits); the
-#: gateway's own ids (req_ + 26) are shorter, so their log lines skip those regexes.
+#: gateway's own ids (req_ + 26) are shorter, so their log lines skip those checks.
 _LONG_RUN = b"t" * 32
 
 # Each regex runs only on the rare text that holds its literal (or a long run of token
@@ -63,13 +65,39 @@ _BEARER = re.compile(r"(?:[Bb]earer|BEARER)\s+[A-Za-z0-9_\-.~+/=]{8,}")
 _JWT = re.compile(_WORD + r"eyJ" + _CHAR + r"+\." + _CHAR + r"+\." + _CHAR + "*")
 # A masked key: maybe its first characters, three or more stars, maybe its last ones.
 _MASKED = re.compile(_RUN + _CHAR + r"*\*{3,}[A-Za-z0-9_\-*]*")
-# The run-only shapes: Fernet tokens (version byte 0x80 -> gAAAAA), Fernet keys (32 bytes,
-# url-safe base64) and Azure OpenAI keys (exactly 32 hex digits).
-_LONG = re.compile(
-    _WORD + r"gAAAAA" + _CHAR + "{26,}=*"
-    "|" + _RUN + _CHAR + "{43}="
-    "|" + _RUN + r"[0-9a-fA-F]{32}(?![A-Za-z0-9_])"
-)
+# The run-only shapes are checked on whole runs of token characters (32 or more, with their
+# "=" padding), found by searching the byte classes (``_RUNS``): linear whatever the text, where
+# a regex would be tried again at every position of every run. Fernet tokens (version byte 0x80
+# -> gAAAAA), Fernet keys (32 bytes, url-safe base64: 43 characters and "=") and Azure OpenAI
+# keys (exactly 32 hex digits).
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def _is_long_secret(run: str, padding: int) -> bool:
+    if run.startswith("gAAAAA"):
+        return True
+    if len(run) == 43:
+        return padding == 1
+    return len(run) == 32 and not padding and _HEX32.fullmatch(run) is not None
+
+
+def _without_long_secrets(text: str, runs: bytes, start: int) -> str:
+    """``text`` without the run-only shapes; ``runs[start:]`` begins with the first long run."""
+    parts: list[str] = []
+    done = 0
+    while start >= 0:
+        end = runs.find(b" ", start)
+        if end < 0:
+            end = len(runs)
+        stop = end
+        while stop < len(text) and text[stop] == "=":
+            stop += 1
+        if _is_long_secret(text[start:end], stop - end):
+            parts += (text[done:start], REDACTED)
+            done = stop
+        start = runs.find(_LONG_RUN, stop)
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def redact_text(text: str) -> str:
@@ -85,9 +113,10 @@ def redact_text(text: str) -> str:
         text = _JWT.sub(REDACTED, text)
     if "***" in text:
         text = _MASKED.sub(REDACTED, text)
-    if _LONG_RUN in text.encode(errors="replace").translate(_RUNS):
-        text = _LONG.sub(REDACTED, text)
-    return text
+    # One byte a character (anything not ASCII is "?"), so byte offsets are text offsets.
+    runs = text.encode("ascii", errors="replace").translate(_RUNS)
+    start = runs.find(_LONG_RUN)
+    return text if start < 0 else _without_long_secrets(text, runs, start)
 
 
 class Redactor:

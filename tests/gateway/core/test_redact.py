@@ -155,3 +155,15 @@ def test_several_keys_are_redacted_together() -> None:
 @pytest.mark.parametrize("kind", ["client token", "sk", "azure (32 hex)", "jwt"])
 def test_a_bearer_header_goes_whole_whatever_the_credential(kind: str) -> None:
     assert redact_text(f"Bearer {SHAPED[kind]()}") == REDACTED
+
+
+def test_long_runs_are_judged_whole_and_offsets_hold_after_any_character() -> None:
+    hex_key, fernet_key = secrets.token_hex(16), Fernet.generate_key().decode()
+    text = f"é ✓ 日本 {hex_key} and {fernet_key}; {'x' * 40} {hex_key}-tail ok"
+    assert redact_text(text) == (
+        f"é ✓ 日本 {REDACTED} and {REDACTED}; {'x' * 40} {hex_key}-tail ok"
+    )
+    # 32 hex digits followed by padding, or 33 of them, are something else.
+    assert redact_text(f"{hex_key}=") == f"{hex_key}="
+    assert redact_text(f"{hex_key}a") == f"{hex_key}a"
+    assert redact_text(f"'{hex_key}'") == f"'{REDACTED}'"
