@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from cli import output
+from cli import listener, output
 from cli.errors import fail
 from gateway.core.errors import ConfigurationError
 
@@ -82,6 +82,10 @@ def demo(
     ui: Annotated[Path | None, typer.Option("--ui", help="A built demo UI to serve.")] = None,
 ) -> None:
     """Start the fake OpenAI, the gateway and the demo UI; print the URL to open."""
+    try:  # before the UI build and the children: a busy port is one error, at once
+        listener.probe("127.0.0.1", port)
+    except ConfigurationError as exc:
+        fail(exc)
     built = _ensure_ui(ui)
     # SIGTERM (e.g. from a supervisor) stops the demo like Ctrl+C: children are cleaned up.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -5,13 +5,14 @@ The gateway is started by import string, so this module never imports the server
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cli import output
+from cli import listener, output
 from cli.context import CliContext
 from cli.errors import fail
 from gateway.core.errors import ConfigurationError
@@ -29,8 +30,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the gateway."""
-    import uvicorn
-
+    sock = _bind(host, port)  # first: a busy port fails in well under a second
     from gateway.server.head_limits import HeadLimits, http_protocol
     from gateway.settings import export_raw_environment, export_to_environment
 
@@ -55,7 +55,8 @@ def serve(
     cli.keyring()  # a missing or malformed master key is reported here, not in a traceback
     cli.run(_check_schema)
     output.print_info(f"Orchestra gateway on http://{host}:{port} ({workers} worker(s))")
-    uvicorn.run(
+    listener.run(
+        sock,
         "gateway.http.app:create_app",
         factory=True,
         host=host,
@@ -69,6 +70,14 @@ def serve(
         # Longer than the gateway's own drain, which ends open streams with an error event.
         timeout_graceful_shutdown=int(cli.settings.shutdown_drain_s) + 5,
     )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts: a busy port is one clear error."""
+    try:
+        return listener.bind(host, port)
+    except ConfigurationError as exc:
+        fail(exc)
 
 
 async def _check_schema(_db: object) -> None:
@@ -100,5 +109,6 @@ def fake_openai(
         fail_rate=fail_rate,
         api_keys=frozenset(api_key) if api_key else None,
     )
+    sock = _bind(host, port)
     output.print_info(f"OpenAI fake on http://{host}:{port}/v1")
-    serve_fake(config, host=host, port=port)
+    serve_fake(config, host=host, port=port, sock=sock)

@@ -51,6 +51,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 from dataclasses import dataclass
 
 import uvicorn
@@ -184,8 +185,14 @@ def create_app(config: FakeOpenAIConfig) -> ASGIApp:
     return FakeOpenAIApp(config)
 
 
-def serve(config: FakeOpenAIConfig, *, host: str = "127.0.0.1", port: int = 9100) -> None:
-    """Run the fake with uvicorn until interrupted (blocking)."""
+def serve(
+    config: FakeOpenAIConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9100,
+    sock: socket.socket | None = None,
+) -> None:
+    """Run the fake with uvicorn until interrupted (blocking); on ``sock`` when it is given."""
     uvicorn_config = uvicorn.Config(
         create_app(config),
         host=host,
@@ -195,4 +202,4 @@ def serve(config: FakeOpenAIConfig, *, host: str = "127.0.0.1", port: int = 9100
         lifespan="on",
         timeout_graceful_shutdown=2,
     )
-    uvicorn.Server(uvicorn_config).run()
+    uvicorn.Server(uvicorn_config).run(sockets=None if sock is None else [sock])
