@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from cli import output
+from cli.errors import fail
+from gateway.core.errors import InvalidRequest
 
 
 def ask(
@@ -22,6 +24,7 @@ def ask(
     """Send PROMPT to /ask and print the answer as it streams; exit 1 on an error event."""
     import httpx
 
+    token = _checked_token(token)
     body: dict[str, object] = {"prompt": prompt}
     if model:
         body["model"] = model
@@ -43,6 +46,17 @@ def ask(
     except httpx.HTTPError as exc:
         output.print_error(f"Cannot reach the gateway at {url}: {type(exc).__name__}")
         raise typer.Exit(code=1) from None
+
+
+def _checked_token(token: str) -> str:
+    """The token as a header can carry it; refused here rather than as a transport error."""
+    token = token.strip()
+    if not token:
+        fail(InvalidRequest("no token: pass --token or set ORCHESTRA_TOKEN"))
+    if not token.isascii() or not token.isprintable() or " " in token:
+        # Never echoed: it is a secret, and a mangled one is still close to the real one.
+        fail(InvalidRequest("the token holds spaces or control characters: copy it again"))
+    return token
 
 
 def _error_of(text: str) -> tuple[str, str]:
