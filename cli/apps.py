@@ -176,6 +176,7 @@ def list_(ctx: typer.Context, as_json: Json = False) -> None:
             )
             for a in apps
         ),
+        whole=("name", "id", "model", "base url"),
     )
 
 

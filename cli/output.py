@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from cli import tables
 
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -53,13 +55,17 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    table = Table(title=title, show_lines=False)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(_cell(value) for value in row))
-    _out.print(table)
+def print_table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    whole: Collection[str] = (),
+    droppable: Sequence[str] = (),
+) -> None:
+    """A table as wide as the terminal: ``whole`` columns are never cut (see cli.tables)."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    _out.print(tables.build(title, columns, cells, _out.width, whole=whole, droppable=droppable))
 
 
 def print_fields(title: str, fields: dict[str, Any]) -> None:

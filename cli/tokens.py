@@ -69,6 +69,8 @@ def list_(
             (t.id, t.hint, t.label or "-", t.state(now), t.created_at, t.expires_at or "never")
             for t in tokens
         ),
+        whole=("id", "hint", "created", "expires"),
+        droppable=("created",),
     )
 
 

@@ -55,4 +55,6 @@ def usage(
             )
             for r in rows
         ),
+        whole=("app",),
+        droppable=("quota 429s",),  # a part of "rejected"
     )

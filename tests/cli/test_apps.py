@@ -152,6 +152,37 @@ def test_list(orchestra: Orchestra, initialised: Path) -> None:
     assert "missing" in table
 
 
+def test_list_on_an_80_column_terminal_cuts_no_id_model_or_url(
+    orchestra: Orchestra, initialised: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rich used to shrink every column and print `gpt-4o-mi…` and `http://1…` at 80 columns."""
+    origins = ["https://support.example.com", "http://localhost:4200"]
+    base_url = "https://my-resource.openai.azure.com/openai/v1"
+    added = add_app(
+        orchestra,
+        "support-assistant",
+        *(option for origin in origins for option in ("--origin", origin)),
+        "--model",
+        "gpt-4o-mini-2024-07-18",
+        "--base-url",
+        base_url,
+    )["app"]
+    add_app(orchestra, "demo", "--base-url", "http://127.0.0.1:9100/v1")
+    monkeypatch.setenv("COLUMNS", "80")
+    out = ok(orchestra("apps", "list")).stdout
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    lines = [line.strip() for line in out.splitlines()]
+    for whole in (added["id"], "gpt-4o-mini-2024-07-18", base_url, *origins, "support-assistant"):
+        assert any(whole in line for line in lines), (whole, out)
+    assert "http://127.0.0.1:9100/v1" in out
+    # Where the columns fit, it stays a table: one line per app.
+    monkeypatch.setenv("COLUMNS", "240")
+    out = ok(orchestra("apps", "list")).stdout
+    row = next(line for line in out.splitlines() if added["id"] in line)
+    assert "support-assistant" in row and base_url in row and "gpt-4o-mini-2024-07-18" in row
+
+
 def test_show(orchestra: Orchestra, initialised: Path) -> None:
     created = add_app(orchestra, "demo", "--system-prompt", "Be brief.")
     assert json_of(orchestra("apps", "show", "demo", "--json")) == created["app"]

@@ -185,6 +185,23 @@ def test_usage_human_table(
         json.loads(out)
 
 
+def test_usage_on_an_80_column_terminal_wraps_headers_and_cuts_no_value(
+    orchestra: Orchestra, initialised: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rich used to print `completi…` at 80 columns; headers wrap instead, values stay whole."""
+    app = add_app(orchestra, "customer-support")["app"]
+    write(record(app, datetime.now(UTC), tokens=(1_234_567, 7_654_321), cost=12.3456))
+    monkeypatch.setenv("COLUMNS", "80")
+    out = ok(orchestra("usage")).stdout
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    row = next(line for line in out.splitlines() if "customer-support" in line)
+    cells = [cell.strip() for cell in row.strip(" │").split("│")]
+    # "quota 429s", a part of "rejected", is the column that goes on a narrow terminal.
+    assert cells == ["customer-support", "1", "1234567", "7654321", "12.345600", "0"], out
+    assert "completion" in out and "tokens" in out
+
+
 def test_usage_with_no_records_is_empty(orchestra: Orchestra, initialised: Path) -> None:
     report = json_of(orchestra("usage", "--period", "month", "--json"))
     assert report["apps"] == []
