@@ -14,6 +14,9 @@ class Message(BaseModel):
     content: str
 
 
+_PROMPT_OR_MESSAGES = "give exactly one of 'prompt' or 'messages'"
+
+
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -29,10 +32,22 @@ class AskRequest(BaseModel):
     metadata: dict[str, Any] | None = None
     stream: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _prompt_or_messages_given(cls, data: Any) -> Any:
+        # Before the fields: with neither key, an unknown one alone ("text") would be the only
+        # error, and it would not say what is missing.
+        if isinstance(data, dict) and "prompt" not in data and "messages" not in data:
+            unknown = ", ".join(repr(str(key)) for key in data if key not in cls.model_fields)
+            raise ValueError(
+                _PROMPT_OR_MESSAGES + (f" (unknown field(s): {unknown})" if unknown else "")
+            )
+        return data
+
     @model_validator(mode="after")
     def _prompt_xor_messages(self) -> AskRequest:
         if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give exactly one of 'prompt' or 'messages'")
+            raise ValueError(_PROMPT_OR_MESSAGES)
         if self.prompt is not None and not self.prompt.strip():
             raise ValueError("'prompt' is empty")
         if self.messages is not None and not self.messages:

@@ -15,6 +15,7 @@ from tests.gateway.http.conftest import (
     IDLE_TIMEOUT_S,
     MAX_BODY_BYTES,
     MAX_PROMPT_CHARS,
+    MODEL,
     AppHandle,
     Apps,
     ask_stream,
@@ -128,6 +129,21 @@ async def test_a_body_that_does_not_match_the_schema_is_422(
     app = await apps.add()
     error = assert_error(await post_ask(client, app, body), 422, "invalid_request")
     assert "Invalid request" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "unknown"),
+    [({}, None), ({"model": MODEL}, None), ({"text": "Hello!"}, "'text'")],
+    ids=["empty", "only-model", "text-instead-of-prompt"],
+)
+async def test_a_body_without_prompt_or_messages_says_that_one_is_required(
+    client: httpx.AsyncClient, apps: Apps, body: dict[str, Any], unknown: str | None
+) -> None:
+    app = await apps.add()
+    error = assert_error(await post_ask(client, app, body), 422, "invalid_request")
+    assert "'prompt' or 'messages'" in error["message"]
+    if unknown is not None:  # the field that was not understood is named as well
+        assert unknown in error["message"]
 
 
 # --- 401 invalid_token ----------------------------------------------------------------------
