@@ -109,6 +109,19 @@ class InterceptHandler(logging.Handler):
         logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
+class DemoteInfo(logging.Filter):
+    """A library's INFO lines as DEBUG: detail for whoever debugs it, noise on every start.
+
+    Alembic says "Context impl SQLiteImpl." and "Will assume non-transactional DDL." each time
+    the gateway or the CLI checks the schema.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def configure_logging(
     *,
     level: str,
@@ -153,3 +166,9 @@ def configure_logging(
         std = logging.getLogger(name)
         std.handlers = [InterceptHandler()]
         std.propagate = False
+    # On the handler, not the logger: a logger's filters skip its children's records.
+    demoted = InterceptHandler()
+    demoted.addFilter(DemoteInfo())
+    alembic = logging.getLogger("alembic")
+    alembic.handlers = [demoted]
+    alembic.propagate = False

@@ -408,3 +408,39 @@ def test_the_log_file_gets_json_lines_redacted_and_rotated(tmp_path: Path) -> No
     assert len(lines) == 40
     assert all(key not in line["text"] for line in lines)
     assert all("[redacted]" in line["record"]["message"] for line in lines)
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_alembics_start_up_lines_are_debug_detail(tmp_path: Path, level: str) -> None:
+    """The schema check on every start must not log "Context impl SQLiteImpl." at INFO."""
+    script = textwrap.dedent(
+        f"""
+        import anyio
+        from loguru import logger
+        from gateway.observability.logging import configure_logging
+        from gateway.storage.database import Database
+
+        async def main() -> None:
+            db = Database.open("sqlite+aiosqlite:///{tmp_path / "orchestra.db"}")
+            await db.upgrade()
+            await db.ensure_current()
+            await db.close()
+
+        configure_logging(level={level!r}, fmt="json")
+        anyio.run(main)
+        logger.info("schema checked")
+        logger.complete()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line)["record"] for line in done.stderr.splitlines()]
+    levels = {r["message"]: r["level"]["name"] for r in records}
+    assert levels["schema checked"] == "INFO"
+    alembic = {m: lv for m, lv in levels.items() if "Context impl" in m or "DDL" in m}
+    if level == "INFO":
+        assert alembic == {}, alembic
+    else:  # still there for whoever debugs a migration, at DEBUG
+        assert alembic and set(alembic.values()) == {"DEBUG"}, levels
