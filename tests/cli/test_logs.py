@@ -106,6 +106,15 @@ def ask(gateway: Gateway, app: AppHandle, prompt: str) -> tuple[str, float]:
     return response.headers["x-request-id"], time.monotonic()
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: Ctrl+C at its default, whatever this process inherited.
+
+    A suite started in the background of a non-interactive shell has SIGINT ignored, and an
+    ignored signal stays ignored across exec: the tail would never see the tests' Ctrl+C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Tail:
     """``orchestra logs tail ARGS`` as a child process, its stdout read line by line."""
 
@@ -117,6 +126,7 @@ class Tail:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
+            preexec_fn=_default_sigint,
         )
         self._lines: queue.Queue[tuple[float, str | None]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
