@@ -24,6 +24,11 @@ from gateway.core.errors import ConfigurationError
 
 _FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 _BUILT_UI = _FRONTEND / "dist" / "demo" / "browser"
+#: Said on the page and in the terminal: a newcomer must not take the fake's answers for a bug.
+DEMO_NOTICE = (
+    "Demo model: the answers come from Orchestra's bundled stand-in for OpenAI, not from a "
+    "real model. Point an app at OpenAI (see the README) for real answers."
+)
 
 
 def _free_port() -> int:
@@ -126,7 +131,9 @@ def demo(
         site = home / "ui"
         shutil.copytree(built, site)
         # The UI reads its gateway URL and token here; "" means "this page's origin".
-        (site / "config.json").write_text(json.dumps({"baseUrl": "", "token": token}))
+        (site / "config.json").write_text(
+            json.dumps({"baseUrl": "", "token": token, "notice": DEMO_NOTICE})
+        )
         gateway = subprocess.Popen(
             _orchestra("serve", "--port", str(port), "--ui", str(site)),
             env=env,
@@ -135,6 +142,7 @@ def demo(
         processes.append(gateway)
         _wait_for(f"{origin}/status", gateway, "gateway")
         output.print_info(f"Orchestra demo: {origin}/")
+        output.print_info(DEMO_NOTICE)
         output.print_info("Press Ctrl+C to stop.")
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)

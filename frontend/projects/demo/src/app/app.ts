@@ -1,5 +1,7 @@
-import { ChangeDetectionStrategy, Component } from '@angular/core';
+import { ChangeDetectionStrategy, Component, inject } from '@angular/core';
 import { Prompt } from 'orchestra-client';
+
+import { DEMO_NOTICE } from './app.config';
 
 @Component({
   selector: 'app-root',
@@ -8,4 +10,6 @@ import { Prompt } from 'orchestra-client';
   styleUrl: './app.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
 })
-export class App {}
+export class App {
+  protected readonly notice = inject(DEMO_NOTICE, { optional: true });
+}

@@ -20,6 +20,14 @@ describe('loadRuntimeConfig', () => {
     });
   });
 
+  it('reads an optional notice', async () => {
+    const config = await loadRuntimeConfig(
+      'config.json',
+      serving('{"token": "orc_abc", "notice": "Demo model: made-up words."}'),
+    );
+    expect(config).toEqual({ baseUrl: '', token: 'orc_abc', notice: 'Demo model: made-up words.' });
+  });
+
   it('asks for the file without the HTTP cache', async () => {
     const fetchFn = vi.fn<typeof fetch>(serving('{"token": "orc_abc"}'));
     await loadRuntimeConfig('cfg.json', fetchFn);
@@ -33,6 +41,7 @@ describe('loadRuntimeConfig', () => {
     ['null', 200, 'config.json must be a JSON object.'],
     ['{"token": ""}', 200, 'config.json: "token" must be a non-empty string (an orc_… app token).'],
     ['{"token": "orc_x", "baseUrl": 8000}', 200, 'config.json: "baseUrl" must be a string.'],
+    ['{"token": "orc_x", "notice": true}', 200, 'config.json: "notice" must be a string.'],
   ])('rejects %j (HTTP %i) with a readable message', async (body, status, message) => {
     await expect(loadRuntimeConfig('config.json', serving(body, status))).rejects.toThrow(message);
   });

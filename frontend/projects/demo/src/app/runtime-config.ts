@@ -3,15 +3,21 @@ import { OrchestraConfig } from 'orchestra-client';
 /** Where the demo reads its settings at startup: next to `index.html`, written by whoever serves it. */
 export const RUNTIME_CONFIG_URL = 'config.json';
 
+/** The gateway settings, and an optional notice the page shows above the prompt. */
+export interface RuntimeConfig extends OrchestraConfig {
+  /** E.g. from `orchestra demo`: the answers come from a stand-in model, not from OpenAI. */
+  readonly notice?: string;
+}
+
 /**
- * Reads `config.json` (`{"baseUrl": "http://127.0.0.1:8000", "token": "orc_…"}`; `baseUrl` may be `""` or
- * left out when the gateway serves the demo itself). Rejects with a readable message when it is missing or
- * malformed, so the page can say what to fix.
+ * Reads `config.json` (`{"baseUrl": "http://127.0.0.1:8000", "token": "orc_…", "notice": "…"}`; `baseUrl`
+ * may be `""` or left out when the gateway serves the demo itself; `notice` is optional). Rejects with a
+ * readable message when it is missing or malformed, so the page can say what to fix.
  */
 export async function loadRuntimeConfig(
   url: string = RUNTIME_CONFIG_URL,
   fetchFn: typeof fetch = (input, init) => fetch(input, init),
-): Promise<OrchestraConfig> {
+): Promise<RuntimeConfig> {
   let response: Response;
   try {
     response = await fetchFn(url, { cache: 'no-store' });
@@ -30,16 +36,19 @@ export async function loadRuntimeConfig(
   return parseRuntimeConfig(value, url);
 }
 
-function parseRuntimeConfig(value: unknown, url: string): OrchestraConfig {
+function parseRuntimeConfig(value: unknown, url: string): RuntimeConfig {
   if (typeof value !== 'object' || value === null) {
     throw new Error(`${url} must be a JSON object.`);
   }
-  const { baseUrl = '', token } = value as Record<string, unknown>;
+  const { baseUrl = '', token, notice } = value as Record<string, unknown>;
   if (typeof baseUrl !== 'string') {
     throw new Error(`${url}: "baseUrl" must be a string.`);
   }
   if (typeof token !== 'string' || token === '') {
     throw new Error(`${url}: "token" must be a non-empty string (an orc_… app token).`);
   }
-  return { baseUrl, token };
+  if (notice !== undefined && typeof notice !== 'string') {
+    throw new Error(`${url}: "notice" must be a string.`);
+  }
+  return notice ? { baseUrl, token, notice } : { baseUrl, token };
 }
