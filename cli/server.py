@@ -30,7 +30,6 @@ def serve(
     ] = None,
 ) -> None:
     """Run the gateway."""
-    sock = _bind(host, port)  # first: a busy port fails in well under a second
     from gateway.server.head_limits import HeadLimits, http_protocol
     from gateway.settings import export_raw_environment, export_to_environment
 
@@ -54,6 +53,9 @@ def serve(
         export_to_environment({"ui_dir": str(ui.resolve())})
     cli.keyring()  # a missing or malformed master key is reported here, not in a traceback
     cli.run(_check_schema)
+    # Bound before uvicorn starts the app: a busy port fails at once, in one line (after the
+    # quick checks above, so that their failures leave no socket behind).
+    sock = _bind(host, port)
     output.print_info(f"Orchestra gateway on http://{host}:{port} ({workers} worker(s))")
     listener.run(
         sock,
