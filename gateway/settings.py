@@ -116,8 +116,10 @@ class Settings(BaseSettings):
     # Interaction records older than this are deleted by the gateway (hourly); 0 keeps all.
     log_retention_days: int = Field(default=90, ge=0)
 
-    # Quotas. A reservation is a lease: if its replica dies, it expires after this long.
-    reservation_ttl_s: float = Field(default=300.0, gt=0)
+    # Quotas. A reservation is a lease: if its replica dies, it expires after this long. A live
+    # answer's lease is renewed every third of it (one batched heartbeat per process), so a
+    # long or silent answer keeps it and a dead replica's apps recover within this time.
+    reservation_ttl_s: float = Field(default=30.0, gt=0)
     # When Redis cannot be reached: request-rate limits fail open (admit), token, cost and
     # concurrency limits fail closed (503 quota_unavailable). Each is configurable.
     quota_requests_on_redis_down: Literal["fail_open", "fail_closed"] = "fail_open"

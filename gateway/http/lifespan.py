@@ -189,6 +189,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 tasks.start_soon(recorder.run)
                 await tasks.start(workflows.run)
                 tasks.start_soon(watch_dependencies, app.state.resources)
+                tasks.start_soon(limiter.leases.run)  # keeps live answers' quota leases
                 tasks.start_soon(workflows.preload, partial(workflows_in_use, db))
                 if settings.log_retention_days:
                     tasks.start_soon(prune_forever, db, settings.log_retention_days)

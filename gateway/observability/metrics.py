@@ -179,6 +179,12 @@ class Metrics:
             ["policy"],
             registry=r,
         )
+        self.quota_leases = Gauge(
+            "orchestra_quota_leases",
+            "Reservations this process keeps alive (sampled at each lease heartbeat).",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "orchestra_dependency_up",
             "1 when the dependency answers (database, redis).",

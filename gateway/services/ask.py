@@ -254,8 +254,6 @@ class Answer:
                         limit="hard_cap",
                     )
                 yield Delta(chunk)
-                if self._meter.lease_due():
-                    await self._meter.renew_lease()
         except GatewayError as error:
             self._error = error
             self._ended = True

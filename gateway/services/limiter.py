@@ -27,6 +27,7 @@ from gateway.core.quota_policy import (
     Reservation,
 )
 from gateway.observability.metrics import Metrics
+from gateway.services.leases import LeaseHeartbeat
 from gateway.services.views import QuotaLimits
 from gateway.storage.counters.protocol import CountersUnavailable, QuotaCounters
 
@@ -91,6 +92,8 @@ class Limiter:
         self._policy = policy
         self._clock = clock
         self.unavailable_admissions = 0
+        #: Every admitted reservation is held here (its lease renewed) until it settles.
+        self.leases = LeaseHeartbeat(counters, ttl=ttl, clock=clock, metrics=metrics)
         self.unavailable_refusals = 0
 
     @property
@@ -127,6 +130,7 @@ class Limiter:
             return self._unavailable(app_id, limits, hard_cap, model)
         if not decision.admitted:
             raise self._refusal(decision, reservation)
+        self.leases.hold(app_id, reservation.id)
         return Admission(app_id, reservation.id, tokens, cost, decision.states, hard_cap, model)
 
     def _unavailable(self, app_id: str, limits: Limits, hard_cap: bool, model: str) -> Admission:
@@ -196,6 +200,8 @@ class Limiter:
         """Count the real usage, priced as ``model`` (the one that answered; default: asked)."""
         if admission.reservation_id is None:
             return
+        # First, and whatever happens next: a settled reservation is never renewed again.
+        self.leases.release(admission.reservation_id)
         now = self._clock()
         try:
             await self._counters.settle(
@@ -211,17 +217,6 @@ class Limiter:
         except CountersUnavailable:
             # The lease expires by itself; the usage is in the interaction record.
             logger.bind(reservation=admission.reservation_id).error("quota settle failed")
-
-    async def extend(self, admission: Admission) -> None:
-        if admission.reservation_id is None:
-            return
-        now = self._clock()
-        try:
-            await self._counters.extend(
-                admission.app_id, admission.reservation_id, now=now, expires=now + self._ttl
-            )
-        except CountersUnavailable:
-            logger.bind(reservation=admission.reservation_id).warning("quota lease not extended")
 
     @property
     def ttl(self) -> float:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import anyio
 
 from gateway.core.quota_policy import LimitState
@@ -43,7 +41,6 @@ class QuotaMeter:
         self._app_id = app_id
         self._quota = quota
         self._admission: Admission | None = None
-        self._renewed_at = 0.0
         self._settled = False
         #: The prompt counted with the real tokenizer (only when a token or cost limit needs it).
         self.prompt_estimate: int | None = None
@@ -65,7 +62,6 @@ class QuotaMeter:
             prompt_tokens=prompt_tokens,
             max_tokens=request.max_tokens or max_output_tokens,
         )
-        self._renewed_at = time.monotonic()
 
     def over(self, content_chunks: int) -> bool:
         """Hard cap: would ``content_chunks`` tokens pass what the reservation holds?"""
@@ -79,18 +75,6 @@ class QuotaMeter:
             cost = self._limiter.cost_micros(admission.model, prompt, content_chunks)
             return cost > admission.cost_micros
         return False
-
-    def lease_due(self) -> bool:
-        """Whether the lease needs renewing (every third of its lifetime); cheap, per chunk."""
-        return time.monotonic() - self._renewed_at > self._limiter.ttl / 3
-
-    async def renew_lease(self) -> None:
-        """Keep a long answer's lease alive."""
-        admission = self._admission
-        if admission is None or admission.reservation_id is None:
-            return
-        self._renewed_at = time.monotonic()
-        await self._limiter.extend(admission)
 
     async def settle(self, usage: Usage, *, model: str) -> None:
         """Replace the reservation by the real usage, priced as ``model``; once."""

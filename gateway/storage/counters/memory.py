@@ -7,6 +7,7 @@ on the event loop: no lock is needed.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.core.quota_policy import (
@@ -145,14 +146,21 @@ class MemoryCounters:
         app.day_tokens[calendar.day] = app.day_tokens.get(calendar.day, 0) + tokens
         app.month_cost[calendar.month] = app.month_cost.get(calendar.month, 0) + cost_micros
 
-    async def extend(self, app_id: str, reservation_id: str, *, now: float, expires: float) -> None:
-        app = self._apps.get(app_id)
-        if app is None:
-            return
-        app.purge(now)  # an expired lease is gone: it is not brought back
-        lease = app.leases.get(reservation_id)
-        if lease is not None:
-            lease.expires = expires
+    async def renew(
+        self, leases: Mapping[str, Sequence[str]], *, now: float, expires: float
+    ) -> int:
+        renewed = 0
+        for app_id, reservation_ids in leases.items():
+            app = self._apps.get(app_id)
+            if app is None:
+                continue
+            app.purge(now)  # an expired lease is gone: it is not brought back
+            for reservation_id in reservation_ids:
+                lease = app.leases.get(reservation_id)
+                if lease is not None:
+                    lease.expires = expires
+                    renewed += 1
+        return renewed
 
     async def aclose(self) -> None:
         self._apps.clear()

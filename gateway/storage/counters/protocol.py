@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from gateway.core.quota_policy import Calendar, Decision, Limits, Reservation
@@ -27,11 +28,14 @@ class QuotaCounters(Protocol):
         again.
         """
 
-    async def extend(self, app_id: str, reservation_id: str, *, now: float, expires: float) -> None:
-        """Keep a long answer's lease alive until ``expires``.
+    async def renew(
+        self, leases: Mapping[str, Sequence[str]], *, now: float, expires: float
+    ) -> int:
+        """Keep live leases alive until ``expires``: ``leases`` maps an app to reservation ids.
 
-        Only a live lease is renewed: one that has expired by ``now`` (or was settled) stays
-        released, whether or not another call has purged it yet.
+        One round trip for the whole batch (the lease heartbeat of a replica). Only a live
+        lease is renewed: one that has expired by ``now`` (or was settled) stays released,
+        whether or not another call has purged it yet. Returns how many were renewed.
         """
 
     async def aclose(self) -> None: ...

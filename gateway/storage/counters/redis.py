@@ -8,16 +8,22 @@ moves a window edge by that much.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.core.quota_policy import Calendar, Decision, Limits, Reservation, Snapshot, decide
 from gateway.storage.counters import redis_lua
 from gateway.storage.counters.protocol import CountersUnavailable
+
+
+def _lease_keys(prefix: str, app_id: str) -> list[str]:
+    base = f"{prefix}{{{app_id}}}"
+    return [f"{base}:leases", f"{base}:expiries", f"{base}:leasesum"]
 
 
 def _keys(prefix: str, app_id: str, calendar: Calendar) -> list[str]:
@@ -27,9 +33,7 @@ def _keys(prefix: str, app_id: str, calendar: Calendar) -> list[str]:
         f"{base}:tokens",
         f"{base}:amounts",
         f"{base}:tokensum",
-        f"{base}:leases",
-        f"{base}:expiries",
-        f"{base}:leasesum",
+        *_lease_keys(prefix, app_id),
         f"{base}:day:{calendar.day}",
         f"{base}:month:{calendar.month}",
     ]
@@ -50,7 +54,7 @@ class RedisCounters:
         self._prefix = prefix
         self._reserve = redis.register_script(redis_lua.RESERVE)
         self._settle = redis.register_script(redis_lua.SETTLE)
-        self._extend = redis.register_script(redis_lua.EXTEND)
+        self._renew = redis.register_script(redis_lua.RENEW)
 
     async def reserve(self, limits: Limits, reservation: Reservation) -> Decision:
         r = reservation
@@ -96,9 +100,37 @@ class RedisCounters:
             [repr(now), reservation_id, tokens, cost_micros],
         )
 
-    async def extend(self, app_id: str, reservation_id: str, *, now: float, expires: float) -> None:
-        keys = _keys(self._prefix, app_id, Calendar.at(now))
-        await self._call(self._extend, keys, [reservation_id, repr(expires), repr(now)])
+    async def renew(
+        self, leases: Mapping[str, Sequence[str]], *, now: float, expires: float
+    ) -> int:
+        """One pipelined round trip: a script call per app (an app's keys share one slot)."""
+        batch = [(app_id, ids) for app_id, ids in leases.items() if ids]
+        if not batch:
+            return 0
+        times = (repr(now), repr(expires))
+        try:
+            results = await self._renew_batch(batch, times)
+            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted
+                await self._redis.script_load(redis_lua.RENEW)
+                results = await self._renew_batch(batch, times)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise CountersUnavailable(type(exc).__name__) from None
+        except RedisError as exc:
+            raise CountersUnavailable(f"redis error: {type(exc).__name__}") from None
+        failed = next((r for r in results if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise CountersUnavailable(f"redis error: {type(failed).__name__}")
+        return sum(int(r) for r in results)
+
+    async def _renew_batch(
+        self, batch: list[tuple[str, Sequence[str]]], times: tuple[str, str]
+    ) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for app_id, ids in batch:
+                keys = _lease_keys(self._prefix, app_id)
+                pipe.evalsha(self._renew.sha, len(keys), *keys, *times, *ids)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

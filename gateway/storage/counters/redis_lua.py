@@ -148,19 +148,27 @@ return 1
 """
 )
 
-EXTEND = """
-local id = ARGV[1]
+#: One app's share of a lease heartbeat. KEYS: 1 leases, 2 expiries, 3 leasesum (keys 5-7
+#: above); ARGV: now, expires, then the reservation ids. Returns how many were renewed.
+RENEW = """
+local now = tonumber(ARGV[1])
 local expires = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local current = redis.call('ZSCORE', KEYS[6], id)
--- Only a live lease is renewed: an expired one stays released even if not purged yet.
-if current and tonumber(current) > now then
-  redis.call('ZADD', KEYS[6], 'XX', expires, id)
-  -- The lease keys must outlive the lease (reserve only sets them to max(120 s, 2 ttl)).
+local renewed = 0
+for i = 3, #ARGV do
+  local current = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  -- Only a live lease is renewed: an expired or settled one stays released, even if an
+  -- expired one has not been purged yet.
+  if current and tonumber(current) > now then
+    redis.call('ZADD', KEYS[2], 'XX', expires, ARGV[i])
+    renewed = renewed + 1
+  end
+end
+if renewed > 0 then
+  -- The lease keys must outlive the leases (reserve only sets them to max(120 s, 2 ttl)).
   local keep = math.ceil(math.max(120, (expires - now) * 2) * 1000)
-  for i = 5, 7 do
+  for i = 1, 3 do
     if redis.call('PTTL', KEYS[i]) < keep then redis.call('PEXPIRE', KEYS[i], keep) end
   end
 end
-return 1
+return renewed
 """

@@ -1,4 +1,4 @@
-"""The limiter on real in-memory counters with a fake clock: reserve, settle, extend, refuse.
+"""The limiter on real in-memory counters with a fake clock: reserve, settle, renew, refuse.
 
 The only stand-in is ``DownCounters``: it raises CountersUnavailable the way RedisCounters does
 when Redis cannot be reached, to check each fail policy.
@@ -7,7 +7,7 @@ when Redis cannot be reached, to check each fail policy.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -159,7 +159,7 @@ async def test_max_concurrent_is_released_by_settle(clock: Clock) -> None:
     assert (await reserve(limiter, quota)).reservation_id is not None
 
 
-# --- settle and extend ----------------------------------------------------------------------
+# --- settle and renew -----------------------------------------------------------------------
 
 
 async def test_settle_replaces_the_estimate_with_the_real_usage(clock: Clock) -> None:
@@ -192,26 +192,29 @@ async def test_settle_without_a_reservation_does_nothing(clock: Clock) -> None:
     limiter = make_limiter(clock)
     admission = await reserve(limiter, QuotaLimits())
     await limiter.settle(admission, prompt_tokens=10, completion_tokens=10)
-    await limiter.extend(admission)
+    assert limiter.leases.held == 0
 
 
-async def test_extend_keeps_the_lease_of_a_long_answer(clock: Clock) -> None:
+async def test_the_heartbeat_keeps_the_lease_of_a_long_answer(clock: Clock) -> None:
     limiter = make_limiter(clock, ttl=5.0)
     quota = QuotaLimits(max_concurrent=1)
     long_answer = await reserve(limiter, quota)
+    assert limiter.leases.held == 1
     clock.now += 4
-    await limiter.extend(long_answer)  # held until START + 9
+    assert await limiter.leases.beat() == 1  # held until START + 9
     clock.now += 4.5
     with pytest.raises(QuotaExceeded):
         await reserve(limiter, quota)
     clock.now += 0.5
     assert (await reserve(limiter, quota)).reservation_id is not None
+    await limiter.settle(long_answer, prompt_tokens=1, completion_tokens=1)
+    assert limiter.leases.held == 1  # only the last one
 
 
 async def test_a_lease_that_is_never_settled_expires_after_the_ttl(clock: Clock) -> None:
     limiter = make_limiter(clock, ttl=3.0)
     quota = QuotaLimits(max_concurrent=1)
-    await reserve(limiter, quota)  # its replica "dies": never settled, never extended
+    await reserve(limiter, quota)  # its replica "dies": never settled, never renewed
     clock.now += 2.9
     with pytest.raises(QuotaExceeded):
         await reserve(limiter, quota)
@@ -244,7 +247,9 @@ class DownCounters:
         self.calls += 1
         raise CountersUnavailable("ConnectionError")
 
-    async def extend(self, app_id: str, reservation_id: str, *, now: float, expires: float) -> None:
+    async def renew(
+        self, leases: Mapping[str, Sequence[str]], *, now: float, expires: float
+    ) -> int:
         self.calls += 1
         raise CountersUnavailable("ConnectionError")
 
@@ -302,13 +307,16 @@ async def test_redis_down_each_policy_is_configurable() -> None:
     assert admission.reservation_id is None
 
 
-async def test_redis_down_during_settle_and_extend_is_logged_not_raised(
+async def test_redis_down_during_settle_and_renewal_is_logged_not_raised(
     logged: list[str],
 ) -> None:
     limiter, counters = down_limiter()
+    limiter.leases.hold("app_1", "res_1")
+    assert await limiter.leases.beat() == 0
     held = Admission("app_1", "res_1", 60, 0, (), hard_cap=True, model=MODEL)
     await limiter.settle(held, prompt_tokens=10, completion_tokens=5)
-    await limiter.extend(held)
+    assert limiter.leases.held == 0  # released although the settle failed: it expires alone
+    assert await limiter.leases.beat() == 0  # nothing left to renew: no call
     assert counters.calls == 2
     assert any("quota settle failed" in m for m in logged)
-    assert any("quota lease not extended" in m for m in logged)
+    assert any("quota leases not renewed" in m for m in logged)

@@ -3,11 +3,12 @@
 A hypothesis state machine drives both backends and the model in lock-step with the same
 operations on a fake clock: reservations (alone or several at one instant) with random limits
 per app (fixed for the example), settlements with random real usage (below or above the
-estimate, before or after the lease expired), lease extensions (live, expired or settled
-leases), and clock advances, many of them aimed at the edges: the end of the 60 s window, a
-lease's expiry, UTC midnight, the end of a month (and of a year, and of a leap February). Every
-decision, its limit name, its retry_after and every limit state must be the same as the
-model's. 1000 examples of up to 40 steps; the test also checks that every case came up.
+estimate, before or after the lease expired), batched lease renewals (live, expired or
+settled leases, of several apps), and clock advances, many of them aimed at the edges: the
+end of the 60 s window, a lease's expiry, UTC midnight, the end of a month (and of a year,
+and of a leap February). Every decision, its limit name, its retry_after and every limit
+state must be the same as the model's. 1000 examples of up to 40 steps; the test also checks
+that every case came up.
 
 The Redis backend runs on the machine's Redis (127.0.0.1:6379, database 13), each example
 under its own key prefix; only those keys are deleted afterwards. The edge cases below run on
@@ -239,10 +240,12 @@ class ReferenceModel:
             entry.counted = tokens
         app.settled.append(Settled(day_of(now), month_of(now), tokens, cost))
 
-    def extend(self, app_id: str, rid: str, *, now: float, expires: float) -> None:
+    def renew(self, app_id: str, rid: str, *, now: float, expires: float) -> bool:
         entry = self.app(app_id).find(rid)
         if entry is not None and not entry.settled and now < entry.expires:
             entry.expires = expires
+            return True
+        return False
 
 
 # =============================================================================================
@@ -459,19 +462,30 @@ class CountersMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.admitted)
     @rule(data=st.data())
-    def extend(self, data: st.DataObject) -> None:
-        # As the limiter does: renew to a full ttl from now (the lease may be settled or
-        # expired already: then nothing changes).
-        app_id, rid = data.draw(st.sampled_from(self.admitted), label="reservation")
+    def renew(self, data: st.DataObject) -> None:
+        # As the lease heartbeat does: a batch of leases, of one or several apps, renewed to a
+        # full ttl from now (some may be settled or expired already: they stay released).
+        batch = data.draw(
+            st.lists(st.sampled_from(self.admitted), min_size=1, max_size=6, unique=True),
+            label="reservations",
+        )
         now, expires = self.now, self.now + self.ttl
-        entry = self.model.app(app_id).find(rid)
-        assert entry is not None
-        if entry.settled:
-            self.seen["extend: settled"] += 1
-        else:
-            self.seen["extend: lease expired" if entry.expires <= now else "extend: live"] += 1
-        self.on_each(lambda c: c.extend(app_id, rid, now=now, expires=expires))
-        self.model.extend(app_id, rid, now=now, expires=expires)
+        leases: dict[str, list[str]] = {}
+        for app_id, rid in batch:
+            entry = self.model.app(app_id).find(rid)
+            assert entry is not None
+            if entry.settled:
+                self.seen["renew: settled"] += 1
+            else:
+                self.seen["renew: lease expired" if entry.expires <= now else "renew: live"] += 1
+            leases.setdefault(app_id, []).append(rid)
+        if len(leases) > 1:
+            self.seen["renew: several apps"] += 1
+        renewed = self.on_each(lambda c: c.renew(leases, now=now, expires=expires))
+        expected = sum(
+            self.model.renew(app_id, rid, now=now, expires=expires) for app_id, rid in batch
+        )
+        assert renewed == dict.fromkeys(self.backends, expected), (renewed, expected, batch)
 
     # --- the clock ----------------------------------------------------------------------------
 
@@ -541,9 +555,10 @@ def test_memory_and_redis_counters_match_the_model(loop: Loop, redis_13: Redis) 
         "reserve: budget_usd_month",
         "settle: lease live",
         "settle: lease expired",
-        "extend: live",
-        "extend: lease expired",
-        "extend: settled",
+        "renew: live",
+        "renew: lease expired",
+        "renew: settled",
+        "renew: several apps",
         "to next midnight",
         "to next month",
     ):
@@ -595,8 +610,10 @@ class Counters:
             calendar=Calendar.at(self.now),
         )
 
-    async def extend(self, rid: str, app_id: str = "app") -> None:
-        await self.backend.extend(app_id, rid, now=self.now, expires=self.now + self.ttl)
+    async def renew(self, *rids: str, app_id: str = "app") -> int:
+        return await self.backend.renew(
+            {app_id: list(rids)}, now=self.now, expires=self.now + self.ttl
+        )
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -736,18 +753,18 @@ async def test_a_lease_expires_after_its_ttl(counters: Counters) -> None:
 
 
 @pytest.mark.anyio
-async def test_extend_keeps_a_live_lease_but_never_revives_an_expired_one(
+async def test_renew_keeps_a_live_lease_but_never_revives_an_expired_one(
     counters: Counters,
 ) -> None:
     counters.ttl = 5.0
     limits = Limits(max_concurrent=1)
     rid, _ = await counters.reserve(limits)
     counters.now += 4
-    await counters.extend(rid)  # now held until T0 + 9
+    assert await counters.renew(rid) == 1  # now held until T0 + 9
     counters.now += 4.75
     assert (await counters.reserve(limits))[1].limit == "max_concurrent"
     counters.now += 0.25
-    await counters.extend(rid)  # too late: expired at T0 + 9, nobody has purged it yet
+    assert await counters.renew(rid) == 0  # too late: expired at T0 + 9, not purged yet
     counters.now += 0.25
     assert (await counters.reserve(limits))[1].admitted
 
@@ -856,8 +873,8 @@ async def test_redis_keys_of_an_app_all_expire(redis_async: Redis) -> None:
         settled, _ = await c.reserve(limits, tokens=10, cost=0)
         await c.settle(settled, tokens=5)
         c.now += 250
-        c.ttl = 3000.0  # extended far past the keys' lifetime set by reserve (2 ttl = 600 s)
-        await c.extend(rid)
+        c.ttl = 3000.0  # renewed far past the keys' lifetime set by reserve (2 ttl = 600 s)
+        assert await c.renew(rid) == 1
         keys = [key async for key in redis_async.scan_iter(match=f"{prefix}*")]
         assert len(keys) == 9
         for key in keys:
@@ -879,7 +896,7 @@ async def test_unreachable_redis_raises_counters_unavailable() -> None:
         with pytest.raises(CountersUnavailable):
             await c.settle("res_x", tokens=1)
         with pytest.raises(CountersUnavailable):
-            await c.extend("res_x")
+            await c.renew("res_x")
     finally:
         await redis.aclose()
 
