@@ -1,4 +1,5 @@
-"""One answer's quota: its reservation, the hard cap it imposes, its lease, its settlement."""
+"""One answer's quota: its reservation, the hard cap it imposes, its settlement (its lease is
+kept alive by the limiter's heartbeat, gateway.services.leases, until it settles)."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ shows how many it holds, which must come back to 0 after any mix of outcomes.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -23,6 +23,7 @@ from tests.gateway.http.conftest import (
     Apps,
     Fake,
     Gateway,
+    SSEEvent,
     assert_error,
     child_env,
     run_cli,
@@ -146,11 +147,14 @@ async def test_no_reservation_stays_held_after_a_burst_of_mixed_outcomes(
             body = {"prompt": "long [tokens:400] [token-ms:20]"}
             async with http.stream("POST", "/ask", json=body, headers=app.auth) as response:
                 assert response.status_code == 200
-                async for event in sse_events(response):
+                # Held in a name: a generator left to the collector would close the stream.
+                events = cast(AsyncGenerator[SSEEvent, None], sse_events(response))
+                async for event in events:
                     if event.name == "delta":
                         break
                 held.set()
-                await leave.wait()  # then the client goes away
+                await leave.wait()
+                await events.aclose()  # then the client goes away mid-stream
 
     async def gives_up_before_the_headers() -> None:
         with anyio.move_on_after(1.0):  # the upstream hangs: the client cancels its request

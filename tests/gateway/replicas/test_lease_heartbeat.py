@@ -62,7 +62,7 @@ async def test_silent_answers_keep_their_slots_and_a_killed_replica_frees_them(
         app = await cluster.add_app("heartbeat", QuotaLimits(max_concurrent=SLOTS))
         others = cluster.spread()
         async with others, anyio.create_task_group() as tasks:
-            opened, count = anyio.Event(), []
+            opened, count = anyio.Event(), list[int]()
             for _ in range(SLOTS):
                 tasks.start_soon(silent_stream, victim, app, opened, count)
             with anyio.fail_after(20):
