@@ -420,6 +420,7 @@ class Answer:
                 request_metadata=self._inp.metadata,
                 quota_limit=self._error.limit if isinstance(self._error, QuotaExceeded) else None,
                 upstream_s=self._upstream_seconds(),
+                metric_model=self._priced_model(),
             )
         )
 

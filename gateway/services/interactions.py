@@ -50,6 +50,9 @@ class InteractionRecord:
     # For the metrics only (not stored): the quota that refused, the upstream's time.
     quota_limit: str | None = field(default=None, compare=False)
     upstream_s: float | None = field(default=None, compare=False)
+    #: The model as the app asked for it (bounded by its configuration): the metrics' label.
+    #: ``model`` is what the upstream reported, which any upstream can make unbounded.
+    metric_model: str | None = field(default=None, compare=False)
 
     def row(self) -> dict[str, Any]:
         """The columns of the request_logs row (shallow: ``asdict`` deep-copies the metadata)."""
@@ -61,7 +64,7 @@ class InteractionRecord:
             app=self.app_name or "unknown",
             outcome=self.outcome,
             http_status=self.http_status,
-            model=self.model,
+            model=self.metric_model or self.model,
             error_code=self.error_code,
             quota_limit=self.quota_limit,
             prompt_tokens=self.prompt_tokens,
@@ -75,7 +78,9 @@ class InteractionRecord:
 
 #: Everything but the metrics-only fields.
 _ROW_COLUMNS = tuple(
-    f.name for f in fields(InteractionRecord) if f.name not in ("quota_limit", "upstream_s")
+    f.name
+    for f in fields(InteractionRecord)
+    if f.name not in ("quota_limit", "upstream_s", "metric_model")
 )
 
 
