@@ -223,8 +223,10 @@ def update(
     )
     cli = CliContext.of(ctx)
     allowed = cli.settings.allowed_upstream_hosts
-    info = cli.run(
-        lambda db: app_service.update_app(db, name, changes, allowed_upstream_hosts=allowed)
+    info = cli.run_announced(
+        lambda db, announcer: app_service.update_app(
+            db, name, changes, allowed_upstream_hosts=allowed, announcer=announcer
+        )
     )
     if as_json:
         output.print_json(info.to_json())
@@ -236,7 +238,11 @@ def update(
 def _set_disabled(ctx: typer.Context, name: str, *, disabled: bool, as_json: bool) -> None:
     from gateway.services import apps as app_service
 
-    info = CliContext.of(ctx).run(lambda db: app_service.set_disabled(db, name, disabled=disabled))
+    info = CliContext.of(ctx).run_announced(
+        lambda db, announcer: app_service.set_disabled(
+            db, name, disabled=disabled, announcer=announcer
+        )
+    )
     if as_json:
         output.print_json(info.to_json())
     else:
@@ -266,5 +272,7 @@ def remove(
 
     if not yes and not typer.confirm(f"Remove app {name!r}, its tokens and its key?"):
         raise typer.Exit(code=1)
-    CliContext.of(ctx).run(lambda db: app_service.remove_app(db, name))
+    CliContext.of(ctx).run_announced(
+        lambda db, announcer: app_service.remove_app(db, name, announcer=announcer)
+    )
     output.print_success(f"App {name!r} removed.")

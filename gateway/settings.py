@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     ping_interval_s: float = Field(default=15.0, gt=0)
     # How long an authenticated token is trusted before it is looked up again.
     auth_cache_ttl_s: float = Field(default=1.0, ge=0)
+    # How often each gateway process reads the auth epochs of the apps it has cached: a revoked
+    # token, a disabled or removed app is refused within this (at once with Redis).
+    auth_epoch_poll_s: float = Field(default=1.0, gt=0, le=60)
     # Interaction records are written in batches, off the request path.
     log_batch_size: int = Field(default=200, gt=0)
     log_flush_interval_s: float = Field(default=0.2, gt=0)

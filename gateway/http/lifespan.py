@@ -26,6 +26,7 @@ from gateway.security.keyring import Keyring
 from gateway.security.master_key import resolve_master_keys
 from gateway.services.apps import workflows_in_use
 from gateway.services.auth_cache import AuthCache
+from gateway.services.auth_epochs import AuthEpochs
 from gateway.services.interactions import InteractionRecorder
 from gateway.services.limiter import FailPolicy, Limiter
 from gateway.services.logs import prune_logs
@@ -167,6 +168,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 token_budget=settings.conversation_token_budget,
             ),
         )
+        auth_epochs = AuthEpochs(db, redis=redis, interval=settings.auth_epoch_poll_s)
         app.state.resources = Resources(
             settings=settings,
             db=db,
@@ -175,7 +177,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             breakers=upstream.breakers,
             recorder=recorder,
             limiter=limiter,
-            auth=AuthCache(db, ttl=settings.auth_cache_ttl_s),
+            auth=AuthCache(db, ttl=settings.auth_cache_ttl_s, epochs=auth_epochs),
             origins=KnownOrigins(db),
             redis=redis,
             metrics=metrics,
@@ -190,6 +192,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 await tasks.start(workflows.run)
                 tasks.start_soon(watch_dependencies, app.state.resources)
                 tasks.start_soon(limiter.leases.run)  # keeps live answers' quota leases
+                tasks.start_soon(auth_epochs.run)
                 tasks.start_soon(workflows.preload, partial(workflows_in_use, db))
                 if settings.log_retention_days:
                     tasks.start_soon(prune_forever, db, settings.log_retention_days)

@@ -12,6 +12,7 @@ from gateway.core.errors import Conflict, NotFound
 from gateway.core.ids import new_app_id
 from gateway.security.keyring import Keyring
 from gateway.services import provider_keys, tokens
+from gateway.services.auth_epochs import REMOVED, Announcer
 from gateway.services.views import AppInfo, IssuedToken
 from gateway.storage import apps as app_rows
 from gateway.storage import provider_keys as key_rows
@@ -152,34 +153,59 @@ async def register_app(
     return RegisteredApp(app=info, token=issued)
 
 
+# Every change below bumps the app's auth epoch in its own transaction (see
+# services/auth_epochs.py): cached verdicts on every gateway are looked up again within the
+# polling interval, at once when an ``announcer`` on Redis is given.
+
+
+async def _save_and_bump(session: AsyncSession, app: App) -> tuple[AppInfo, int]:
+    app.updated_at = utcnow()
+    session.add(app)
+    await session.flush()
+    epoch = await app_rows.bump_auth_epoch(session, app.id)
+    return await _info(session, app), epoch
+
+
+async def _announce(announcer: Announcer | None, app_id: str, epoch: int) -> None:
+    if announcer is not None:
+        await announcer.announce(app_id, epoch)
+
+
 async def update_app(
-    db: Database, name: str, changes: AppChanges, *, allowed_upstream_hosts: tuple[str, ...] = ()
+    db: Database,
+    name: str,
+    changes: AppChanges,
+    *,
+    allowed_upstream_hosts: tuple[str, ...] = (),
+    announcer: Announcer | None = None,
 ) -> AppInfo:
     changes = changes.validated(allowed_upstream_hosts)
     async with db.session() as session:
         app = await _get(session, name)
         _apply(app, changes)
-        app.updated_at = utcnow()
-        session.add(app)
-        await session.flush()
-        return await _info(session, app)
+        info, epoch = await _save_and_bump(session, app)
+    await _announce(announcer, info.id, epoch)
+    return info
 
 
-async def set_disabled(db: Database, name: str, *, disabled: bool) -> AppInfo:
+async def set_disabled(
+    db: Database, name: str, *, disabled: bool, announcer: Announcer | None = None
+) -> AppInfo:
     async with db.session() as session:
         app = await _get(session, name)
         app.disabled = disabled
-        app.updated_at = utcnow()
-        session.add(app)
-        await session.flush()
-        return await _info(session, app)
+        info, epoch = await _save_and_bump(session, app)
+    await _announce(announcer, info.id, epoch)
+    return info
 
 
-async def remove_app(db: Database, name: str) -> None:
+async def remove_app(db: Database, name: str, *, announcer: Announcer | None = None) -> None:
     """Delete the app and, by cascade, its tokens, key and quota (its logs are kept)."""
     async with db.session() as session:
         app = await _get(session, name)
+        app_id = app.id
         await app_rows.delete_app(session, app)
+    await _announce(announcer, app_id, REMOVED)
 
 
 async def get_app(db: Database, name: str) -> AppInfo:

@@ -53,6 +53,10 @@ class App(SQLModel, table=True):
     log_content: str = Field(default="metadata", max_length=16)
     workflow: str = Field(default="direct", max_length=40)
     disabled: bool = False
+    #: Bumped by every change that an auth cache must not outlive (revoke, disable, update…).
+    auth_epoch: int = Field(
+        default=0, sa_column=Column(sa.BigInteger, nullable=False, server_default="0")
+    )
     created_at: datetime = _time_column()
     updated_at: datetime = _time_column()
 
