@@ -148,6 +148,8 @@ class LogFilter:
     since: datetime | None = None
     until: datetime | None = None
     outcome: str | None = None
+    #: Only one end user's records.
+    user: str | None = None
     #: Only records with an id below this one (the cursor of the previous page).
     before_id: int | None = None
     #: Only records with an id above this one (following new records).
@@ -165,6 +167,8 @@ async def find_logs(session: AsyncSession, where: LogFilter, *, limit: int) -> S
         statement = statement.where(col(RequestLog.time) < where.until)
     if where.outcome is not None:
         statement = statement.where(col(RequestLog.outcome) == where.outcome)
+    if where.user is not None:
+        statement = statement.where(col(RequestLog.user) == where.user)
     if where.before_id is not None:
         statement = statement.where(col(RequestLog.id) < where.before_id)
     if where.after_id is not None:
