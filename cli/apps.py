@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -205,6 +206,24 @@ def update(
     log_content: LogContent = None,
     workflow: Workflow = None,
     fallback_models: Fallbacks = None,
+    oidc_issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--oidc-issuer",
+            help="Accept this OpenID Connect provider's access tokens (its exact issuer URL); "
+            "'' turns sign-in off.",
+        ),
+    ] = None,
+    oidc_audience: Annotated[
+        str | None, typer.Option("--oidc-audience", help="The audience tokens must name.")
+    ] = None,
+    oidc_user_claim: Annotated[
+        str | None, typer.Option("--oidc-user-claim", help="The claim that names the user (sub).")
+    ] = None,
+    session_max_ttl: Annotated[
+        int | None,
+        typer.Option("--session-max-ttl", help="The longest session, in seconds (3600)."),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Change an app's settings (options not given are left as they are)."""
@@ -220,6 +239,13 @@ def update(
         log_content,
         workflow,
         fallback_models,
+    )
+    changes = dataclasses.replace(
+        changes,
+        oidc_issuer=oidc_issuer,
+        oidc_audience=oidc_audience,
+        oidc_user_claim=oidc_user_claim,
+        session_max_ttl_s=session_max_ttl,
     )
     cli = CliContext.of(ctx)
     allowed = cli.settings.allowed_upstream_hosts

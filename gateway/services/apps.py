@@ -8,11 +8,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.core import validation
-from gateway.core.errors import Conflict, NotFound
+from gateway.core.errors import Conflict, InvalidRequest, NotFound
 from gateway.core.ids import new_app_id
 from gateway.security.keyring import Keyring
 from gateway.services import provider_keys, tokens
 from gateway.services.auth_epochs import REMOVED, Announcer
+from gateway.services.sessions import MAX_SESSION_TTL_S
 from gateway.services.views import AppInfo, IssuedToken
 from gateway.storage import apps as app_rows
 from gateway.storage import provider_keys as key_rows
@@ -33,10 +34,20 @@ class AppChanges:
     log_content: str | None = None
     workflow: str | None = None
     fallback_models: tuple[str, ...] | None = None
+    #: End users (sessions, OpenID Connect sign-in); "" clears the issuer and audience.
+    session_max_ttl_s: int | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_user_claim: str | None = None
 
     def validated(self, allowed_hosts: tuple[str, ...] = ()) -> AppChanges:
         validation.positive(self.max_output_tokens, "--max-output-tokens")
+        _check_sign_in(self, allowed_hosts)
         return AppChanges(
+            session_max_ttl_s=self.session_max_ttl_s,
+            oidc_issuer=self.oidc_issuer,
+            oidc_audience=self.oidc_audience,
+            oidc_user_claim=self.oidc_user_claim,
             origins=None
             if self.origins is None
             else tuple(dict.fromkeys(validation.origin(o) for o in self.origins)),
@@ -57,6 +68,36 @@ class AppChanges:
             if self.fallback_models is None
             else tuple(dict.fromkeys(validation.model_name(m) for m in self.fallback_models)),
         )
+
+
+def _check_sign_in(changes: AppChanges, allowed_hosts: tuple[str, ...]) -> None:
+    ttl = changes.session_max_ttl_s
+    if ttl is not None and not 1 <= ttl <= MAX_SESSION_TTL_S:
+        raise InvalidRequest(f"--session-max-ttl must be 1 to {MAX_SESSION_TTL_S} seconds.")
+    if changes.oidc_issuer:
+        # The provider's keys are fetched from it: the upstream URL rules apply (https, no
+        # private address unless allowed). The value is kept exactly: tokens name it so.
+        validation.base_url(changes.oidc_issuer, allowed_hosts=allowed_hosts)
+    if changes.oidc_audience is not None and (
+        len(changes.oidc_audience) > 500 or not changes.oidc_audience.isprintable()
+    ):
+        raise InvalidRequest("--oidc-audience must be at most 500 printable characters.")
+    claim = changes.oidc_user_claim
+    if claim is not None and (not claim or len(claim) > 100 or not claim.isprintable()):
+        raise InvalidRequest("--oidc-user-claim must be 1 to 100 printable characters.")
+
+
+def _apply_sign_in(app: App, changes: AppChanges) -> None:
+    if changes.session_max_ttl_s is not None:
+        app.session_max_ttl_s = changes.session_max_ttl_s
+    if changes.oidc_issuer is not None:
+        app.oidc_issuer = changes.oidc_issuer or None
+    if changes.oidc_audience is not None:
+        app.oidc_audience = changes.oidc_audience or None
+    if changes.oidc_user_claim is not None:
+        app.oidc_user_claim = changes.oidc_user_claim
+    if (app.oidc_issuer is None) != (app.oidc_audience is None):
+        raise InvalidRequest("OpenID Connect sign-in needs both --oidc-issuer and --oidc-audience.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +146,7 @@ def _apply(app: App, changes: AppChanges) -> None:
         app.workflow = changes.workflow
     if changes.fallback_models is not None:
         app.fallback_models = list(changes.fallback_models)
+    _apply_sign_in(app, changes)
     # The default model is always allowed.
     if app.model not in app.allowed_models:
         app.allowed_models = [app.model, *app.allowed_models]
@@ -180,10 +222,16 @@ async def update_app(
     announcer: Announcer | None = None,
 ) -> AppInfo:
     changes = changes.validated(allowed_upstream_hosts)
-    async with db.session() as session:
-        app = await _get(session, name)
-        _apply(app, changes)
-        info, epoch = await _save_and_bump(session, app)
+    try:
+        async with db.session() as session:
+            app = await _get(session, name)
+            _apply(app, changes)
+            info, epoch = await _save_and_bump(session, app)
+    except IntegrityError:
+        raise Conflict(
+            "Another app already signs in with this OpenID issuer and audience; "
+            "an (issuer, audience) pair identifies one app."
+        ) from None
     await _announce(announcer, info.id, epoch)
     return info
 

@@ -12,6 +12,9 @@ while it is still true:
   so it neither serves it nor calls a possibly valid token invalid (a 401 would make a client
   throw away a good credential);
 - its token has not expired (checked locally: no database needed to refuse it).
+
+End users' tokens (sessions, OpenID Connect: JWTs) go to ``EndUserAuth``, which keeps one
+entry per app under the same epochs.
 """
 
 from __future__ import annotations
@@ -20,21 +23,33 @@ import copy
 import time
 
 from gateway.core.errors import Unauthenticated
+from gateway.security.sessions import looks_like_jwt
 from gateway.security.tokens import digest
 from gateway.services.auth_epochs import AuthEpochs
+from gateway.services.end_users import EndUserAuth
 from gateway.services.tokens import INVALID_TOKEN_MESSAGE, AppContext, Verdict, check_token
 from gateway.services.ttl_cache import TTLCache
 from gateway.storage.database import Database
 
 
 class AuthCache:
-    def __init__(self, db: Database, *, ttl: float, epochs: AuthEpochs) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        ttl: float,
+        epochs: AuthEpochs,
+        end_users: EndUserAuth | None = None,
+    ) -> None:
         self._db = db
         self._epochs = epochs
+        self._end_users = end_users
         self._cache: TTLCache[str, Verdict] = TTLCache(ttl=ttl)
         self._current = self._still_current  # bound once: this runs on every request
 
     async def authenticate(self, presented: str) -> AppContext:
+        if self._end_users is not None and looks_like_jwt(presented):
+            return await self._end_users.authenticate(presented)
         verdict = await self._cache.get(
             digest(presented), lambda: self._lookup(presented), self._current
         )

@@ -34,6 +34,8 @@ class InteractionRecord:
     http_status: int
     app_id: str | None = None
     app_name: str | None = None
+    #: The end user (never a metric label: unbounded); None for the app token's calls.
+    user: str | None = None
     model: str | None = None
     #: The app's workflow that answered (direct, conversation, moderated); None if refused earlier.
     workflow: str | None = None
@@ -239,6 +241,7 @@ def rejection_record(
     outcome: str,
     app_id: str | None,
     app_name: str | None,
+    user: str | None = None,
 ) -> InteractionRecord:
     """The record of a request refused before any upstream call."""
     return InteractionRecord(
@@ -249,6 +252,7 @@ def rejection_record(
         http_status=http_status,
         app_id=app_id,
         app_name=app_name,
+        user=user,
         error_code=error_code,
         duration_ms=duration_ms,
         origin=origin,

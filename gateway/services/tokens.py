@@ -39,6 +39,12 @@ class AppContext:
     workflow: str = "direct"
     fallback_models: tuple[str, ...] = ()
     limits: QuotaLimits = field(default_factory=QuotaLimits)
+    #: The end user (a session's or an OpenID Connect token's); None with the app token.
+    user: str | None = None
+    #: ``app_token``, ``session`` or ``oidc``: what the caller presented (scopes depend on it).
+    credential: str = "app_token"
+    #: The one browser origin a session is bound to, if it is.
+    bound_origin: str | None = None
 
 
 async def insert_new_token(
@@ -98,11 +104,11 @@ async def revoke_token(
     return info
 
 
-def _context(token: ClientToken, app: App, limits: QuotaLimits) -> AppContext:
+def app_context(token_id: str, app: App, limits: QuotaLimits) -> AppContext:
     return AppContext(
         app_id=app.id,
         app_name=app.name,
-        token_id=token.id,
+        token_id=token_id,
         origins=tuple(app.origins),
         model=app.model,
         allowed_models=tuple(app.allowed_models),
@@ -150,7 +156,7 @@ async def check_token(db: Database, presented: str, *, now: datetime | None = No
     elif app.disabled:
         refused = AppDisabled(f"The app {app.name!r} is disabled.")
     return Verdict(
-        context=None if refused else _context(token, app, QuotaLimits.of(quota)),
+        context=None if refused else app_context(token.id, app, QuotaLimits.of(quota)),
         error=refused,
         app_id=app.id,
         auth_epoch=app.auth_epoch,
