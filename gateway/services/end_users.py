@@ -27,7 +27,7 @@ from gateway.identity.oidc import OidcConfig, OidcRef, OidcVerifier, peek_oidc
 from gateway.security.keyring import Keyring
 from gateway.security.sessions import peek_session, verify_session
 from gateway.services.auth_epochs import AuthEpochs
-from gateway.services.sessions import decode_secret
+from gateway.services.sessions import read_secret
 from gateway.services.tokens import AppContext, app_context
 from gateway.services.ttl_cache import TTLCache
 from gateway.services.views import QuotaLimits
@@ -71,7 +71,7 @@ async def load_app_auth(db: Database, keyring: Keyring, app_id: str) -> AppAuth 
         revocations = await session_rows.live_revocations(session, app_id, now)
     max_age = app.session_max_ttl_s
     usable = {
-        row.kid: decode_secret(keyring.decrypt(row.ciphertext, app_id=app_id))
+        row.kid: read_secret(keyring, row)
         for row in secrets
         if row.retired_at is None or (now - row.retired_at).total_seconds() < max_age
     }

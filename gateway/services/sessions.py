@@ -17,9 +17,12 @@ import base64
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from gateway.core import validation
 from gateway.core.errors import (
     InvalidRequest,
+    MasterKeyError,
     NotFound,
     StorageUnavailable,
     UnprocessableRequest,
@@ -34,6 +37,8 @@ from gateway.storage.database import Database
 from gateway.storage.tables import App, SessionRevocation, SessionSecret, utcnow
 
 DEFAULT_TTL_S = 900
+#: How a session secret is named in the keyring's errors.
+KEYRING_WHAT = "session secret"
 #: The largest ``session_max_ttl_s`` an app may have: a revocation is kept this long.
 MAX_SESSION_TTL_S = 86_400
 
@@ -59,6 +64,11 @@ def encode_secret(secret: bytes) -> str:
 
 def decode_secret(text: str) -> bytes:
     return base64.urlsafe_b64decode(text.encode())
+
+
+def read_secret(keyring: Keyring, row: SessionSecret) -> bytes:
+    """The secret a stored row holds (MasterKeyError, naming a session secret, if unreadable)."""
+    return decode_secret(keyring.decrypt(row.ciphertext, app_id=row.app_id, what=KEYRING_WHAT))
 
 
 def _new_secret_row(keyring: Keyring, app_id: str, now: datetime) -> tuple[SessionSecret, bytes]:
@@ -97,7 +107,7 @@ async def _signing_secret(
         return (
             app,
             current.kid,
-            decode_secret(keyring.decrypt(current.ciphertext, app_id=app_id)),
+            read_secret(keyring, current),
             None,
         )
     async with db.session() as session:
@@ -107,7 +117,7 @@ async def _signing_secret(
         rows = await session_rows.secrets_of(session, app_id)
         current = next((row for row in rows if row.retired_at is None), None)
         if current is not None:  # created meanwhile by another gateway
-            secret = decode_secret(keyring.decrypt(current.ciphertext, app_id=app_id))
+            secret = read_secret(keyring, current)
             return app, current.kid, secret, None
         row, secret = _new_secret_row(keyring, app_id, utcnow())
         await session_rows.insert_secret(session, row)
@@ -214,3 +224,23 @@ async def rotate_secret(
     if announcer is not None:
         await announcer.announce(app.id, epoch)
     return RotationReport(app_name=app.name, kid=row.kid, retired=len(old), revoked=revoke)
+
+
+async def reencrypt_secrets(session: AsyncSession, keyring: Keyring) -> int:
+    """Re-encrypt every stored session secret under the keyring's first key (in the caller's
+    unit of work); how many. One that cannot be read is named, with its app, and stops it."""
+    rows = await session_rows.all_secrets(session)
+    for row, app_name in rows:
+        try:
+            read_secret(keyring, row)
+        except MasterKeyError as error:
+            raise MasterKeyError(
+                f"{error.message} It is the session secret {row.kid} of the app "
+                f"{app_name!r}. Nothing was re-encrypted. Replace it (this ends the app's "
+                f"sessions) with `orchestra sessions rotate-secret {app_name} --revoke`, "
+                "then run this again."
+            ) from None
+        row.ciphertext = keyring.rotate(row.ciphertext, what=KEYRING_WHAT)
+        session.add(row)
+    await session.flush()
+    return len(rows)

@@ -28,6 +28,16 @@ async def secrets_of(session: AsyncSession, app_id: str) -> Sequence[SessionSecr
     return result.all()
 
 
+async def all_secrets(session: AsyncSession) -> Sequence[tuple[SessionSecret, str]]:
+    """Every stored secret of every app, with its app's name (for a master-key rotation)."""
+    result = await session.exec(
+        select(SessionSecret, App.name)
+        .join(App, col(App.id) == col(SessionSecret.app_id))
+        .order_by(col(SessionSecret.app_id), col(SessionSecret.kid))
+    )
+    return result.all()
+
+
 async def insert_secret(session: AsyncSession, row: SessionSecret) -> None:
     session.add(row)
     await session.flush()
