@@ -69,11 +69,10 @@ async def load_app_auth(db: Database, keyring: Keyring, app_id: str) -> AppAuth 
         quota = await quota_rows.get_quota(session, app_id)
         secrets = await session_rows.secrets_of(session, app_id)
         revocations = await session_rows.live_revocations(session, app_id, now)
-    max_age = app.session_max_ttl_s
     usable = {
         row.kid: read_secret(keyring, row)
         for row in secrets
-        if row.retired_at is None or (now - row.retired_at).total_seconds() < max_age
+        if row.retired_at is None or (row.valid_until is not None and now < row.valid_until)
     }
     revoked_all: int | None = None
     revoked_users: dict[str, int] = {}

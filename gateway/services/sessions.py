@@ -41,6 +41,8 @@ DEFAULT_TTL_S = 900
 KEYRING_WHAT = "session secret"
 #: The largest ``session_max_ttl_s`` an app may have: a revocation is kept this long.
 MAX_SESSION_TTL_S = 86_400
+#: A retired secret verifies this much longer than the longest session it signed (skew).
+RETIRED_SECRET_MARGIN_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,12 @@ class RotationReport:
     kid: str
     retired: int
     revoked: bool
+
+
+def retired_secret_valid_until(app: App, now: datetime) -> datetime:
+    """Until when a secret retired ``now`` verifies: the longest session it can have signed,
+    plus the clock skew a session's expiry is checked with."""
+    return now + timedelta(seconds=app.session_max_ttl_s + RETIRED_SECRET_MARGIN_S)
 
 
 def encode_secret(secret: bytes) -> str:
@@ -200,8 +208,8 @@ async def rotate_secret(
     announcer: Announcer | None = None,
 ) -> RotationReport:
     """Sign new sessions with a new secret. The old one keeps verifying the sessions it signed
-    until they expire (``session_max_ttl_s``), unless ``revoke``: then it is deleted and every
-    session of the app ends."""
+    until they expire (the ``session_max_ttl_s`` in force now, whatever it becomes later),
+    unless ``revoke``: then it is deleted and every session of the app ends."""
     app = await _app_named(db, app_name)
     now = utcnow()
     async with db.session() as session:
@@ -215,9 +223,10 @@ async def rotate_secret(
             await session_rows.delete_secrets(session, app.id)
             await session_rows.insert_revocation(session, _revocation(app.id, None, now))
         else:
-            await session_rows.retire_secrets(session, app.id, now)
-            expired = now - timedelta(seconds=locked.session_max_ttl_s)
-            await session_rows.delete_secrets(session, app.id, retired_before=expired)
+            await session_rows.delete_secrets(session, app.id, expired_at=now)
+            await session_rows.retire_secrets(
+                session, app.id, now, valid_until=retired_secret_valid_until(locked, now)
+            )
         row, _ = _new_secret_row(keyring, app.id, now)
         await session_rows.insert_secret(session, row)
         epoch = await app_rows.bump_auth_epoch(session, app.id)

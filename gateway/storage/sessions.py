@@ -43,21 +43,23 @@ async def insert_secret(session: AsyncSession, row: SessionSecret) -> None:
     await session.flush()
 
 
-async def retire_secrets(session: AsyncSession, app_id: str, at: datetime) -> None:
+async def retire_secrets(
+    session: AsyncSession, app_id: str, at: datetime, *, valid_until: datetime
+) -> None:
     await session.exec(
         update(SessionSecret)
         .where(col(SessionSecret.app_id) == app_id, col(SessionSecret.retired_at).is_(None))
-        .values(retired_at=at)
+        .values(retired_at=at, valid_until=valid_until)
     )
 
 
 async def delete_secrets(
-    session: AsyncSession, app_id: str, *, retired_before: datetime | None = None
+    session: AsyncSession, app_id: str, *, expired_at: datetime | None = None
 ) -> None:
-    """Delete the app's secrets (only those retired before a moment, if given)."""
+    """Delete the app's secrets (only the retired ones no longer valid at a moment, if given)."""
     statement = delete(SessionSecret).where(col(SessionSecret.app_id) == app_id)
-    if retired_before is not None:
-        statement = statement.where(col(SessionSecret.retired_at) < retired_before)
+    if expired_at is not None:
+        statement = statement.where(col(SessionSecret.valid_until) <= expired_at)
     await session.exec(statement)
 
 
