@@ -117,6 +117,7 @@ class EndUserAuth:
         self._directory: dict[tuple[str, str], str] = {}
         self._directory_at = -float("inf")
         self._directory_lock = asyncio.Lock()
+        self._still_current = self._current  # bound once: this runs on every request
 
     async def authenticate(self, presented: str, *, now: datetime | None = None) -> AppContext:
         now = now or utcnow()
@@ -186,7 +187,7 @@ class EndUserAuth:
         return time.monotonic() - auth.loaded_at >= RELOAD_INTERVAL_S
 
     async def _app(self, app_id: str) -> AppAuth | None:
-        return await self._apps.get(app_id, lambda: self._load(app_id), self._current)
+        return await self._apps.get(app_id, lambda: self._load(app_id), self._still_current)
 
     def _current(self, auth: AppAuth | None) -> bool:
         if auth is None:
