@@ -1,4 +1,7 @@
-"""RateLimit headers (IETF draft) on every answer, and OpenAI's x-ratelimit-* on /v1."""
+"""RateLimit headers (IETF draft) on every answer, and OpenAI's x-ratelimit-* on /v1.
+
+With per-user limits, the states hold the app's limits and the user's: the headers show the
+tighter of them."""
 
 from __future__ import annotations
 
@@ -23,10 +26,14 @@ def headers_for(states: Sequence[object], *, openai: bool) -> dict[str, str]:
         "RateLimit-Reset": _seconds(state.reset_s),
     }
     if openai:
+        shown: dict[str, LimitState] = {}
         for s in typed:
             kind = {LIMIT_RPM: "requests", LIMIT_TPM: "tokens"}.get(s.name)
-            if kind is not None:
-                headers[f"x-ratelimit-limit-{kind}"] = str(s.limit)
-                headers[f"x-ratelimit-remaining-{kind}"] = str(s.remaining)
-                headers[f"x-ratelimit-reset-{kind}"] = f"{_seconds(s.reset_s)}s"
+            # The app's limit and the user's: the one with less left.
+            if kind is not None and (kind not in shown or s.remaining < shown[kind].remaining):
+                shown[kind] = s
+        for kind, s in shown.items():
+            headers[f"x-ratelimit-limit-{kind}"] = str(s.limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(s.remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = f"{_seconds(s.reset_s)}s"
     return headers

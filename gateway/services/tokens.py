@@ -38,6 +38,8 @@ class AppContext:
     workflow: str = "direct"
     fallback_models: tuple[str, ...] = ()
     limits: QuotaLimits = field(default_factory=QuotaLimits)
+    #: The app's end user making the call (a session or OIDC token); None: the app itself.
+    user: str | None = None
 
 
 async def insert_new_token(
