@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -205,6 +206,24 @@ def update(
     log_content: LogContent = None,
     workflow: Workflow = None,
     fallback_models: Fallbacks = None,
+    oidc_issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--oidc-issuer",
+            help="Accept this OpenID Connect provider's access tokens (its exact issuer URL); "
+            "'' turns sign-in off.",
+        ),
+    ] = None,
+    oidc_audience: Annotated[
+        str | None, typer.Option("--oidc-audience", help="The audience tokens must name.")
+    ] = None,
+    oidc_user_claim: Annotated[
+        str | None, typer.Option("--oidc-user-claim", help="The claim that names the user (sub).")
+    ] = None,
+    session_max_ttl: Annotated[
+        int | None,
+        typer.Option("--session-max-ttl", help="The longest session, in seconds (3600)."),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Change an app's settings (options not given are left as they are)."""
@@ -221,10 +240,19 @@ def update(
         workflow,
         fallback_models,
     )
+    changes = dataclasses.replace(
+        changes,
+        oidc_issuer=oidc_issuer,
+        oidc_audience=oidc_audience,
+        oidc_user_claim=oidc_user_claim,
+        session_max_ttl_s=session_max_ttl,
+    )
     cli = CliContext.of(ctx)
     allowed = cli.settings.allowed_upstream_hosts
-    info = cli.run(
-        lambda db: app_service.update_app(db, name, changes, allowed_upstream_hosts=allowed)
+    info = cli.run_announced(
+        lambda db, announcer: app_service.update_app(
+            db, name, changes, allowed_upstream_hosts=allowed, announcer=announcer
+        )
     )
     if as_json:
         output.print_json(info.to_json())
@@ -236,7 +264,11 @@ def update(
 def _set_disabled(ctx: typer.Context, name: str, *, disabled: bool, as_json: bool) -> None:
     from gateway.services import apps as app_service
 
-    info = CliContext.of(ctx).run(lambda db: app_service.set_disabled(db, name, disabled=disabled))
+    info = CliContext.of(ctx).run_announced(
+        lambda db, announcer: app_service.set_disabled(
+            db, name, disabled=disabled, announcer=announcer
+        )
+    )
     if as_json:
         output.print_json(info.to_json())
     else:
@@ -266,5 +298,7 @@ def remove(
 
     if not yes and not typer.confirm(f"Remove app {name!r}, its tokens and its key?"):
         raise typer.Exit(code=1)
-    CliContext.of(ctx).run(lambda db: app_service.remove_app(db, name))
+    CliContext.of(ctx).run_announced(
+        lambda db, announcer: app_service.remove_app(db, name, announcer=announcer)
+    )
     output.print_success(f"App {name!r} removed.")

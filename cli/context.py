@@ -13,6 +13,7 @@ from gateway.core.errors import GatewayError
 
 if TYPE_CHECKING:
     from gateway.security.keyring import Keyring
+    from gateway.services.auth_epochs import Announcer
     from gateway.settings import Settings
     from gateway.storage.database import Database
 
@@ -82,3 +83,16 @@ class CliContext:
             return anyio.run(main)
         except GatewayError as error:
             fail(error)
+
+    def run_announced(self, work: Callable[[Database, Announcer], Awaitable[T]]) -> T:
+        """``run`` for a change that running gateways must see at once (a revocation…): the
+        work gets an announcer on Redis when one is configured (a no-op otherwise)."""
+        from gateway.services.auth_epochs import announcing
+
+        redis_url = self.settings.redis_url
+
+        async def announced(db: Database) -> T:
+            async with announcing(redis_url) as announcer:
+                return await work(db, announcer)
+
+        return self.run(announced)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cli import apps, ask, demo, keys, logs, quotas, server, setup, tokens, usage
+from cli import apps, ask, demo, keys, logs, quotas, server, sessions, setup, tokens, usage
 
 app = typer.Typer(
     name="orchestra",
@@ -23,6 +23,7 @@ app.command("init")(setup.init)
 app.add_typer(setup.db_app, name="db")
 app.add_typer(apps.app, name="apps")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(sessions.app, name="sessions")
 app.add_typer(keys.app, name="keys")
 app.add_typer(quotas.app, name="quotas")
 app.add_typer(logs.app, name="logs")

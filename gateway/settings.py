@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     ping_interval_s: float = Field(default=15.0, gt=0)
     # How long an authenticated token is trusted before it is looked up again.
     auth_cache_ttl_s: float = Field(default=1.0, ge=0)
+    # How often each gateway process reads the auth epochs of the apps it has cached: a revoked
+    # token, a disabled or removed app is refused within this (at once with Redis).
+    auth_epoch_poll_s: float = Field(default=1.0, gt=0, le=60)
+    # OpenID Connect: a token naming an unknown key refetches the provider's keys at most this
+    # often per provider (its key rotation then just works; a flood of forged kids costs one).
+    oidc_key_refetch_s: float = Field(default=60.0, gt=0, le=3600)
     # Interaction records are written in batches, off the request path.
     log_batch_size: int = Field(default=200, gt=0)
     log_flush_interval_s: float = Field(default=0.2, gt=0)

@@ -112,6 +112,13 @@ class OriginNotAllowed(Forbidden):
     code = "origin_not_allowed"
 
 
+class InsufficientScope(Forbidden):
+    """An end user's token (a session, an OpenID Connect token) on a route for the app's
+    backend only: minting sessions, reading the app's records."""
+
+    code = "insufficient_scope"
+
+
 class NotFound(GatewayError):
     code = "not_found"
     http_status = 404

@@ -10,7 +10,15 @@ from gateway.http.errors import install_error_handlers
 from gateway.http.hot_routes import HotRoutes
 from gateway.http.lifespan import lifespan_for
 from gateway.http.middleware import GatewayMiddleware
-from gateway.http.routes import ask, conversations, logs, metrics, openai_compat, status
+from gateway.http.routes import (
+    ask,
+    conversations,
+    logs,
+    metrics,
+    openai_compat,
+    sessions,
+    status,
+)
 from gateway.observability.logging import configure_logging
 from gateway.settings import Settings, load_settings
 
@@ -38,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(status.router)
     app.include_router(logs.router)
     app.include_router(conversations.router)
+    app.include_router(sessions.router)
     app.include_router(metrics.router)
     if settings.ui_dir is not None:
         # Last, so that the API routes win; html=True serves index.html for "/".

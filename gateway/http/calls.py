@@ -54,6 +54,7 @@ def record_refusal(
             outcome=outcome_of(error),
             app_id=None if ctx is None else ctx.app_id,
             app_name=None if ctx is None else ctx.app_name,
+            user=None if ctx is None else ctx.user,
         )
     )
 

@@ -7,7 +7,7 @@ import time
 
 from fastapi import Request
 
-from gateway.core.errors import OriginNotAllowed, Unauthenticated
+from gateway.core.errors import InsufficientScope, OriginNotAllowed, Unauthenticated
 from gateway.http.resources import Resources
 from gateway.services.ask import CallMeta
 from gateway.services.origins import origin_allowed_for_app
@@ -38,15 +38,24 @@ def call_meta(request: Request, route: str) -> CallMeta:
     )
 
 
-async def authenticate_app(request: Request) -> AppContext:
-    """The calling app, checked against the browser origin; raises 401/403 errors."""
+async def authenticate_app(request: Request, *, end_users: bool = True) -> AppContext:
+    """The calling app (and end user, if a session or OpenID token), checked against the
+    browser origin; raises 401/403 errors. ``end_users=False``: a route for the app's own
+    backend only (403 ``insufficient_scope`` for an end user's token). A session bound to an
+    origin is refused from any other origin, and without one."""
     token = bearer(request)
     if token is None:
         raise Unauthenticated(INVALID_TOKEN_MESSAGE)
     ctx = await resources_of(request).auth.authenticate(token)
     origin = request.headers.get("origin")
-    if not origin_allowed_for_app(origin, ctx.origins):
+    if not origin_allowed_for_app(origin, ctx.origins) or (
+        ctx.bound_origin is not None and origin != ctx.bound_origin
+    ):
         raise OriginNotAllowed(f"The origin {origin!r} is not allowed for this app.")
+    if not end_users and ctx.user is not None:
+        raise InsufficientScope(
+            "An end user's token cannot be used here; this needs the app's own token."
+        )
     return ctx
 
 

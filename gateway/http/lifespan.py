@@ -21,11 +21,14 @@ from gateway.core.pricing import Price, PriceTable
 from gateway.flows.lazy import LazyWorkflows, WorkflowSettings
 from gateway.http.resources import Resources
 from gateway.http.shutdown import Drain, install_signal_handlers
+from gateway.identity.oidc import OidcVerifier
 from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
 from gateway.security.master_key import resolve_master_keys
 from gateway.services.apps import workflows_in_use
 from gateway.services.auth_cache import AuthCache
+from gateway.services.auth_epochs import AuthEpochs
+from gateway.services.end_users import EndUserAuth
 from gateway.services.interactions import InteractionRecorder
 from gateway.services.limiter import FailPolicy, Limiter
 from gateway.services.logs import prune_logs
@@ -35,6 +38,7 @@ from gateway.settings import Settings
 from gateway.storage.counters.memory import MemoryCounters
 from gateway.storage.counters.protocol import QuotaCounters
 from gateway.storage.database import Database
+from gateway.upstream.fetch import GuardedFetcher
 from gateway.upstream.openai import OpenAIUpstream
 from gateway.upstream.resilience import CircuitBreakers, ResilientUpstream, RetryPolicy
 
@@ -167,6 +171,19 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 token_budget=settings.conversation_token_budget,
             ),
         )
+        auth_epochs = AuthEpochs(db, redis=redis, interval=settings.auth_epoch_poll_s)
+        # OpenID providers' keys are fetched under the same SSRF rules as upstream URLs.
+        identity_fetcher = GuardedFetcher(
+            allowed_hosts=settings.allowed_upstream_hosts,
+            connect_timeout=settings.connect_timeout_s,
+        )
+        end_users = EndUserAuth(
+            db,
+            keyring,
+            auth_epochs,
+            ttl=settings.auth_cache_ttl_s,
+            oidc=OidcVerifier(identity_fetcher, refetch_interval_s=settings.oidc_key_refetch_s),
+        )
         app.state.resources = Resources(
             settings=settings,
             db=db,
@@ -175,7 +192,9 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             breakers=upstream.breakers,
             recorder=recorder,
             limiter=limiter,
-            auth=AuthCache(db, ttl=settings.auth_cache_ttl_s),
+            auth=AuthCache(
+                db, ttl=settings.auth_cache_ttl_s, epochs=auth_epochs, end_users=end_users
+            ),
             origins=KnownOrigins(db),
             redis=redis,
             metrics=metrics,
@@ -190,6 +209,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 await tasks.start(workflows.run)
                 tasks.start_soon(watch_dependencies, app.state.resources)
                 tasks.start_soon(limiter.leases.run)  # keeps live answers' quota leases
+                tasks.start_soon(auth_epochs.run)  # revocations reach this process in < 2 s
                 tasks.start_soon(workflows.preload, partial(workflows_in_use, db))
                 if settings.log_retention_days:
                     tasks.start_soon(prune_forever, db, settings.log_retention_days)
@@ -212,6 +232,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 await recorder.close()
                 await workflows.aclose()
                 await upstream.aclose()
+                await identity_fetcher.aclose()
                 if redis is not None:
                     await redis.aclose()
                 await db.close()

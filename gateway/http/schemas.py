@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    WithJsonSchema,
+    model_validator,
+)
 
 
 class Message(BaseModel):
@@ -255,12 +263,33 @@ class StatusBody(BaseModel):
     app: StatusApp | None = Field(default=None, description="Only for a valid app token.")
 
 
+class SessionRequest(BaseModel):
+    """``POST /sessions``: a session for one of the app's signed-in users."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(description="The app's own pseudonymous id of the user (1-128 printable).")
+    ttl_s: StrictInt = Field(default=900, description="At most the app's session_max_ttl_s.")
+    origin: str | None = Field(default=None, description="Bind the session to this app origin.")
+
+
+class SessionResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+    expires_at: str = Field(description="ISO-8601, UTC.")
+    user: str
+
+
 class LogRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
     time: str
     app: str | None
+    user: str | None = Field(
+        default=None, description="The end user (a session's, a sign-in's); null: the app token."
+    )
     request_id: str
     route: str
     model: str | None

@@ -8,10 +8,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.core import validation
-from gateway.core.errors import Conflict, NotFound
+from gateway.core.errors import Conflict, InvalidRequest, NotFound
 from gateway.core.ids import new_app_id
 from gateway.security.keyring import Keyring
 from gateway.services import provider_keys, tokens
+from gateway.services.auth_epochs import REMOVED, Announcer
+from gateway.services.sessions import MAX_SESSION_TTL_S
 from gateway.services.views import AppInfo, IssuedToken
 from gateway.storage import apps as app_rows
 from gateway.storage import provider_keys as key_rows
@@ -32,10 +34,20 @@ class AppChanges:
     log_content: str | None = None
     workflow: str | None = None
     fallback_models: tuple[str, ...] | None = None
+    #: End users (sessions, OpenID Connect sign-in); "" clears the issuer and audience.
+    session_max_ttl_s: int | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_user_claim: str | None = None
 
     def validated(self, allowed_hosts: tuple[str, ...] = ()) -> AppChanges:
         validation.positive(self.max_output_tokens, "--max-output-tokens")
+        _check_sign_in(self, allowed_hosts)
         return AppChanges(
+            session_max_ttl_s=self.session_max_ttl_s,
+            oidc_issuer=self.oidc_issuer,
+            oidc_audience=self.oidc_audience,
+            oidc_user_claim=self.oidc_user_claim,
             origins=None
             if self.origins is None
             else tuple(dict.fromkeys(validation.origin(o) for o in self.origins)),
@@ -56,6 +68,36 @@ class AppChanges:
             if self.fallback_models is None
             else tuple(dict.fromkeys(validation.model_name(m) for m in self.fallback_models)),
         )
+
+
+def _check_sign_in(changes: AppChanges, allowed_hosts: tuple[str, ...]) -> None:
+    ttl = changes.session_max_ttl_s
+    if ttl is not None and not 1 <= ttl <= MAX_SESSION_TTL_S:
+        raise InvalidRequest(f"--session-max-ttl must be 1 to {MAX_SESSION_TTL_S} seconds.")
+    if changes.oidc_issuer:
+        # The provider's keys are fetched from it: the upstream URL rules apply (https, no
+        # private address unless allowed). The value is kept exactly: tokens name it so.
+        validation.base_url(changes.oidc_issuer, allowed_hosts=allowed_hosts)
+    if changes.oidc_audience is not None and (
+        len(changes.oidc_audience) > 500 or not changes.oidc_audience.isprintable()
+    ):
+        raise InvalidRequest("--oidc-audience must be at most 500 printable characters.")
+    claim = changes.oidc_user_claim
+    if claim is not None and (not claim or len(claim) > 100 or not claim.isprintable()):
+        raise InvalidRequest("--oidc-user-claim must be 1 to 100 printable characters.")
+
+
+def _apply_sign_in(app: App, changes: AppChanges) -> None:
+    if changes.session_max_ttl_s is not None:
+        app.session_max_ttl_s = changes.session_max_ttl_s
+    if changes.oidc_issuer is not None:
+        app.oidc_issuer = changes.oidc_issuer or None
+    if changes.oidc_audience is not None:
+        app.oidc_audience = changes.oidc_audience or None
+    if changes.oidc_user_claim is not None:
+        app.oidc_user_claim = changes.oidc_user_claim
+    if (app.oidc_issuer is None) != (app.oidc_audience is None):
+        raise InvalidRequest("OpenID Connect sign-in needs both --oidc-issuer and --oidc-audience.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +146,7 @@ def _apply(app: App, changes: AppChanges) -> None:
         app.workflow = changes.workflow
     if changes.fallback_models is not None:
         app.fallback_models = list(changes.fallback_models)
+    _apply_sign_in(app, changes)
     # The default model is always allowed.
     if app.model not in app.allowed_models:
         app.allowed_models = [app.model, *app.allowed_models]
@@ -152,34 +195,65 @@ async def register_app(
     return RegisteredApp(app=info, token=issued)
 
 
+# Every change below bumps the app's auth epoch in its own transaction (see
+# services/auth_epochs.py): cached verdicts on every gateway are looked up again within the
+# polling interval, at once when an ``announcer`` on Redis is given.
+
+
+async def _save_and_bump(session: AsyncSession, app: App) -> tuple[AppInfo, int]:
+    app.updated_at = utcnow()
+    session.add(app)
+    await session.flush()
+    epoch = await app_rows.bump_auth_epoch(session, app.id)
+    return await _info(session, app), epoch
+
+
+async def _announce(announcer: Announcer | None, app_id: str, epoch: int) -> None:
+    if announcer is not None:
+        await announcer.announce(app_id, epoch)
+
+
 async def update_app(
-    db: Database, name: str, changes: AppChanges, *, allowed_upstream_hosts: tuple[str, ...] = ()
+    db: Database,
+    name: str,
+    changes: AppChanges,
+    *,
+    allowed_upstream_hosts: tuple[str, ...] = (),
+    announcer: Announcer | None = None,
 ) -> AppInfo:
     changes = changes.validated(allowed_upstream_hosts)
-    async with db.session() as session:
-        app = await _get(session, name)
-        _apply(app, changes)
-        app.updated_at = utcnow()
-        session.add(app)
-        await session.flush()
-        return await _info(session, app)
+    try:
+        async with db.session() as session:
+            app = await _get(session, name)
+            _apply(app, changes)
+            info, epoch = await _save_and_bump(session, app)
+    except IntegrityError:
+        raise Conflict(
+            "Another app already signs in with this OpenID issuer and audience; "
+            "an (issuer, audience) pair identifies one app."
+        ) from None
+    await _announce(announcer, info.id, epoch)
+    return info
 
 
-async def set_disabled(db: Database, name: str, *, disabled: bool) -> AppInfo:
+async def set_disabled(
+    db: Database, name: str, *, disabled: bool, announcer: Announcer | None = None
+) -> AppInfo:
     async with db.session() as session:
         app = await _get(session, name)
         app.disabled = disabled
-        app.updated_at = utcnow()
-        session.add(app)
-        await session.flush()
-        return await _info(session, app)
+        info, epoch = await _save_and_bump(session, app)
+    await _announce(announcer, info.id, epoch)
+    return info
 
 
-async def remove_app(db: Database, name: str) -> None:
+async def remove_app(db: Database, name: str, *, announcer: Announcer | None = None) -> None:
     """Delete the app and, by cascade, its tokens, key and quota (its logs are kept)."""
     async with db.session() as session:
         app = await _get(session, name)
+        app_id = app.id
         await app_rows.delete_app(session, app)
+    await _announce(announcer, app_id, REMOVED)
 
 
 async def get_app(db: Database, name: str) -> AppInfo:

@@ -28,6 +28,7 @@ from gateway.core.quota_policy import MICROS, LimitState
 from gateway.core.redact import Redactor
 from gateway.flows.protocol import WorkflowRunner
 from gateway.observability.metrics import Metrics
+from gateway.services.conversations import thread_owner
 from gateway.services.interactions import InteractionRecord, InteractionRecorder
 from gateway.services.limiter import Limiter
 from gateway.services.metering import QuotaMeter, priced_model
@@ -211,7 +212,7 @@ class Answer:
         return await workflows.open_stream(
             self._ctx.workflow,
             request,
-            app_id=self._ctx.app_id,
+            app_id=thread_owner(self._ctx.app_id, self._ctx.user),
             conversation_id=self._inp.conversation_id,
         )
 
@@ -400,6 +401,7 @@ class Answer:
                 http_status=http_status,
                 app_id=self._ctx.app_id,
                 app_name=self._ctx.app_name,
+                user=self._ctx.user,
                 model=self._model,
                 workflow=self._ctx.workflow,
                 error_code=error_code,
@@ -422,6 +424,7 @@ class Answer:
                     self._error.qualified_limit if isinstance(self._error, QuotaExceeded) else None
                 ),
                 upstream_s=self._upstream_seconds(),
+                metric_model=self._priced_model(),
             )
         )
 

@@ -1,4 +1,9 @@
-"""Conversation threads of the calling app: read one, forget one (GET/DELETE /conversations)."""
+"""Conversation threads of the calling app: read one, forget one (GET/DELETE /conversations).
+
+Threads are stored under an owner: the app (its ``orc_`` token's calls) or one end user of
+the app. An end user's threads are named by ``thread_owner``, which no app-token call and no
+other user can produce, so a user reads and writes only their own threads.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,12 @@ from gateway.flows.protocol import ThreadStore
 class ThreadMessage:
     role: str
     content: str
+
+
+def thread_owner(app_id: str, user: str | None) -> str:
+    """Whose threads: the app's, or one of its users' (the user's length first, so no two
+    users' names can run into each other; ids contain no ``@``, so no app's either)."""
+    return app_id if user is None else f"{app_id}@{len(user)}.{user}"
 
 
 def _not_found(conversation_id: str) -> NotFound:

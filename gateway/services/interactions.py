@@ -34,6 +34,8 @@ class InteractionRecord:
     http_status: int
     app_id: str | None = None
     app_name: str | None = None
+    #: The end user (never a metric label: unbounded); None for the app token's calls.
+    user: str | None = None
     model: str | None = None
     #: The app's workflow that answered (direct, conversation, moderated); None if refused earlier.
     workflow: str | None = None
@@ -50,6 +52,9 @@ class InteractionRecord:
     # For the metrics only (not stored): the quota that refused, the upstream's time.
     quota_limit: str | None = field(default=None, compare=False)
     upstream_s: float | None = field(default=None, compare=False)
+    #: The model as the app asked for it (bounded by its configuration): the metrics' label.
+    #: ``model`` is what the upstream reported, which any upstream can make unbounded.
+    metric_model: str | None = field(default=None, compare=False)
 
     def row(self) -> dict[str, Any]:
         """The columns of the request_logs row (shallow: ``asdict`` deep-copies the metadata)."""
@@ -61,7 +66,7 @@ class InteractionRecord:
             app=self.app_name or "unknown",
             outcome=self.outcome,
             http_status=self.http_status,
-            model=self.model,
+            model=self.metric_model or self.model,
             error_code=self.error_code,
             quota_limit=self.quota_limit,
             prompt_tokens=self.prompt_tokens,
@@ -75,7 +80,9 @@ class InteractionRecord:
 
 #: Everything but the metrics-only fields.
 _ROW_COLUMNS = tuple(
-    f.name for f in fields(InteractionRecord) if f.name not in ("quota_limit", "upstream_s")
+    f.name
+    for f in fields(InteractionRecord)
+    if f.name not in ("quota_limit", "upstream_s", "metric_model")
 )
 
 
@@ -234,6 +241,7 @@ def rejection_record(
     outcome: str,
     app_id: str | None,
     app_name: str | None,
+    user: str | None = None,
 ) -> InteractionRecord:
     """The record of a request refused before any upstream call."""
     return InteractionRecord(
@@ -244,6 +252,7 @@ def rejection_record(
         http_status=http_status,
         app_id=app_id,
         app_name=app_name,
+        user=user,
         error_code=error_code,
         duration_ms=duration_ms,
         origin=origin,

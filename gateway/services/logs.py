@@ -36,6 +36,7 @@ def record_to_json(record: RequestLog) -> dict[str, Any]:
         "id": str(record.id),
         "time": _iso(record),
         "app": record.app_name,
+        "user": record.user,
         "request_id": record.request_id,
         "route": record.route,
         "model": record.model,

@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.core.errors import AppDisabled, NotFound, Unauthenticated
+from gateway.core.errors import AppDisabled, GatewayError, NotFound, Unauthenticated
 from gateway.core.ids import new_token_id
 from gateway.security import tokens as token_secrets
+from gateway.services.auth_epochs import Announcer
 from gateway.services.views import IssuedToken, QuotaLimits, TokenInfo
 from gateway.storage import apps as app_rows
 from gateway.storage import quotas as quota_rows
@@ -38,8 +39,12 @@ class AppContext:
     workflow: str = "direct"
     fallback_models: tuple[str, ...] = ()
     limits: QuotaLimits = field(default_factory=QuotaLimits)
-    #: The app's end user making the call (a session or OIDC token); None: the app itself.
+    #: The end user (a session's or an OpenID Connect token's); None with the app token.
     user: str | None = None
+    #: ``app_token``, ``session`` or ``oidc``: what the caller presented (scopes depend on it).
+    credential: str = "app_token"
+    #: The one browser origin a session is bound to, if it is.
+    bound_origin: str | None = None
 
 
 async def insert_new_token(
@@ -78,7 +83,12 @@ async def list_tokens(db: Database, *, app_name: str) -> list[TokenInfo]:
         return [TokenInfo.of(row) for row in await token_rows.list_tokens(session, app.id)]
 
 
-async def revoke_token(db: Database, token_id: str) -> TokenInfo:
+async def revoke_token(
+    db: Database, token_id: str, *, announcer: Announcer | None = None
+) -> TokenInfo:
+    """Revoke the token; every gateway refuses it within its auth-epoch interval (at once with
+    an ``announcer`` on Redis)."""
+    epoch = None
     async with db.session() as session:
         row = await token_rows.find_token(session, token_id)
         if row is None:
@@ -87,14 +97,18 @@ async def revoke_token(db: Database, token_id: str) -> TokenInfo:
             raise NotFound(f"No token with {shown}. See `orchestra tokens list APP` for ids.")
         if row.revoked_at is None:
             await token_rows.mark_revoked(session, row, utcnow())
-        return TokenInfo.of(row)
+            epoch = await app_rows.bump_auth_epoch(session, row.app_id)
+        info = TokenInfo.of(row)
+    if epoch is not None and announcer is not None:
+        await announcer.announce(row.app_id, epoch)
+    return info
 
 
-def _context(token: ClientToken, app: App, limits: QuotaLimits) -> AppContext:
+def app_context(token_id: str, app: App, limits: QuotaLimits) -> AppContext:
     return AppContext(
         app_id=app.id,
         app_name=app.name,
-        token_id=token.id,
+        token_id=token_id,
         origins=tuple(app.origins),
         model=app.model,
         allowed_models=tuple(app.allowed_models),
@@ -108,23 +122,52 @@ def _context(token: ClientToken, app: App, limits: QuotaLimits) -> AppContext:
     )
 
 
-async def authenticate(db: Database, presented: str, *, now: datetime | None = None) -> AppContext:
-    """The app behind a presented token, or ``Unauthenticated`` / ``AppDisabled``."""
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one lookup of a presented token found, and what a cache needs to keep it honest:
+    the app's auth epoch when it was read, and when the token expires (POSIX seconds)."""
+
+    context: AppContext | None
+    error: GatewayError | None
+    app_id: str | None = None
+    auth_epoch: int = 0
+    expires_at: float | None = None
+
+
+def _unknown() -> Verdict:
+    return Verdict(context=None, error=Unauthenticated(INVALID_TOKEN_MESSAGE))
+
+
+async def check_token(db: Database, presented: str, *, now: datetime | None = None) -> Verdict:
+    """The verdict on a presented token; raises only when the database cannot say."""
     if not token_secrets.looks_like_token(presented):
-        raise Unauthenticated(INVALID_TOKEN_MESSAGE)
+        return _unknown()
     async with db.read() as session:
         found = await token_rows.find_token_with_app(session, token_secrets.digest(presented))
         quota = None if found is None else await quota_rows.get_quota(session, found[1].id)
-    if found is None:
-        raise Unauthenticated(INVALID_TOKEN_MESSAGE)
+    if found is None or not token_secrets.matches(presented, found[0].digest):
+        return _unknown()
     token, app = found
-    now = now or utcnow()
-    if (
-        not token_secrets.matches(presented, token.digest)
-        or token.revoked_at is not None
-        or (token.expires_at is not None and token.expires_at <= now)
+    refused: GatewayError | None = None
+    if token.revoked_at is not None or (
+        token.expires_at is not None and token.expires_at <= (now or utcnow())
     ):
-        raise Unauthenticated(INVALID_TOKEN_MESSAGE)
-    if app.disabled:
-        raise AppDisabled(f"The app {app.name!r} is disabled.")
-    return _context(token, app, QuotaLimits.of(quota))
+        refused = Unauthenticated(INVALID_TOKEN_MESSAGE)
+    elif app.disabled:
+        refused = AppDisabled(f"The app {app.name!r} is disabled.")
+    return Verdict(
+        context=None if refused else app_context(token.id, app, QuotaLimits.of(quota)),
+        error=refused,
+        app_id=app.id,
+        auth_epoch=app.auth_epoch,
+        expires_at=None if token.expires_at is None else token.expires_at.timestamp(),
+    )
+
+
+async def authenticate(db: Database, presented: str, *, now: datetime | None = None) -> AppContext:
+    """The app behind a presented token, or ``Unauthenticated`` / ``AppDisabled``."""
+    verdict = await check_token(db, presented, now=now)
+    if verdict.error is not None:
+        raise verdict.error
+    assert verdict.context is not None
+    return verdict.context

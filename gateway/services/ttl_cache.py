@@ -7,6 +7,10 @@ background: no request waits for the database because a TTL happened to run out,
 (a revoked token) is seen within ``ttl`` plus one lookup. An entry older than ``ttl +
 max_stale`` is never served; a failed refresh leaves the old value until then (a database
 that is down for a moment does not stop known callers).
+
+A caller that can tell when a value has stopped being true passes ``current``: a value for
+which it answers False is never served, neither fresh nor stale; the caller waits for a new
+load instead (and gets its error if the load fails).
 """
 
 from __future__ import annotations
@@ -31,9 +35,14 @@ class TTLCache(Generic[K, V]):
         self._loading: dict[K, asyncio.Future[None]] = {}
         self._refreshing: set[asyncio.Task[None]] = set()
 
-    async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+    async def get(
+        self,
+        key: K,
+        load: Callable[[], Awaitable[V]],
+        current: Callable[[V], bool] | None = None,
+    ) -> V:
         hit = self._entries.get(key)
-        if hit is not None:
+        if hit is not None and (current is None or current(hit[1])):
             expires, value = hit
             now = time.monotonic()
             if expires > now:
@@ -44,11 +53,12 @@ class TTLCache(Generic[K, V]):
                 return value
         if self._ttl <= 0:
             return await load()
-        loading = self._loading.get(key)
-        if loading is not None:
+        while (loading := self._loading.get(key)) is not None:
             await asyncio.shield(loading)
             hit = self._entries.get(key)
-            if hit is not None:
+            # A load that began before the value stopped being true may bring back the old
+            # value: then this caller loads again (at most once: its own load is returned).
+            if hit is not None and (current is None or current(hit[1])):
                 return hit[1]
         return await self._load(key, load, self._mark_loading(key))
 

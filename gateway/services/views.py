@@ -31,6 +31,10 @@ class AppInfo:
     has_provider_key: bool
     created_at: datetime
     updated_at: datetime
+    session_max_ttl_s: int = 3600
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_user_claim: str = "sub"
 
     @classmethod
     def of(cls, app: App, *, has_provider_key: bool) -> AppInfo:
@@ -50,6 +54,10 @@ class AppInfo:
             has_provider_key=has_provider_key,
             created_at=app.created_at,
             updated_at=app.updated_at,
+            session_max_ttl_s=app.session_max_ttl_s,
+            oidc_issuer=app.oidc_issuer,
+            oidc_audience=app.oidc_audience,
+            oidc_user_claim=app.oidc_user_claim,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -67,6 +75,14 @@ class AppInfo:
             "workflow": self.workflow,
             "disabled": self.disabled,
             "has_provider_key": self.has_provider_key,
+            "session_max_ttl_s": self.session_max_ttl_s,
+            "oidc": None
+            if self.oidc_issuer is None
+            else {
+                "issuer": self.oidc_issuer,
+                "audience": self.oidc_audience,
+                "user_claim": self.oidc_user_claim,
+            },
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
         }

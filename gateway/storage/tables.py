@@ -10,7 +10,16 @@ from sqlmodel import JSON, Column, Field, SQLModel
 
 from gateway.core.clock import utcnow
 
-__all__ = ["App", "ClientToken", "ProviderKey", "Quota", "RequestLog", "utcnow"]
+__all__ = [
+    "App",
+    "ClientToken",
+    "ProviderKey",
+    "Quota",
+    "RequestLog",
+    "SessionRevocation",
+    "SessionSecret",
+    "utcnow",
+]
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -38,6 +47,8 @@ def _time_column(*, nullable: bool = False, index: bool = False) -> Any:
 
 class App(SQLModel, table=True):
     __tablename__ = "apps"
+    # An OpenID Connect (issuer, audience) pair names one app (migration 0008).
+    __table_args__ = (sa.UniqueConstraint("oidc_issuer", "oidc_audience", name="uq_apps_oidc"),)
 
     id: str = Field(primary_key=True, max_length=40)
     name: str = Field(max_length=63, sa_column_kwargs={"unique": True})
@@ -53,6 +64,19 @@ class App(SQLModel, table=True):
     log_content: str = Field(default="metadata", max_length=16)
     workflow: str = Field(default="direct", max_length=40)
     disabled: bool = False
+    #: Bumped by every change that an auth cache must not outlive (revoke, disable, update…).
+    auth_epoch: int = Field(
+        default=0, sa_column=Column(sa.BigInteger, nullable=False, server_default="0")
+    )
+    #: End users (migration 0008): the longest session the app's backend may mint.
+    session_max_ttl_s: int = Field(
+        default=3600, sa_column=Column(sa.Integer, nullable=False, server_default="3600")
+    )
+    oidc_issuer: str | None = Field(default=None, max_length=2000)
+    oidc_audience: str | None = Field(default=None, max_length=500)
+    oidc_user_claim: str = Field(
+        default="sub", sa_column=Column(sa.String(100), nullable=False, server_default="sub")
+    )
     created_at: datetime = _time_column()
     updated_at: datetime = _time_column()
 
@@ -79,6 +103,32 @@ class ProviderKey(SQLModel, table=True):
     updated_at: datetime = _time_column()
 
 
+class SessionSecret(SQLModel, table=True):
+    """One HS256 secret of an app's sessions, encrypted like the provider keys."""
+
+    __tablename__ = "session_secrets"
+
+    app_id: str = Field(primary_key=True, foreign_key="apps.id", ondelete="CASCADE", max_length=40)
+    kid: str = Field(primary_key=True, max_length=64)
+    ciphertext: str = Field(sa_column=Column(sa.Text, nullable=False))
+    created_at: datetime = _time_column()
+    #: Set when rotated out; the secret still verifies sessions until they have expired.
+    retired_at: datetime | None = _time_column(nullable=True)
+
+
+class SessionRevocation(SQLModel, table=True):
+    """Sessions of the app (``user`` None) or of one user issued at or before a moment."""
+
+    __tablename__ = "session_revocations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    app_id: str = Field(foreign_key="apps.id", index=True, ondelete="CASCADE", max_length=40)
+    user: str | None = Field(default=None, max_length=600)
+    revoked_before: datetime = _time_column()
+    #: After this no session the row could refuse is alive: it may be deleted.
+    expires_at: datetime = _time_column()
+
+
 class Quota(SQLModel, table=True):
     __tablename__ = "quotas"
 
@@ -102,12 +152,18 @@ class Quota(SQLModel, table=True):
 class RequestLog(SQLModel, table=True):
     __tablename__ = "request_logs"
     # One app's records, newest first, by cursor (as in migration 0001).
-    __table_args__ = (sa.Index("ix_request_logs_app_id_id", "app_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_request_logs_app_id_id", "app_id", "id"),
+        # One user's records of an app (migration 0008): /logs?user=, usage --by user.
+        sa.Index("ix_request_logs_app_id_user_time", "app_id", "user", "time"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     time: datetime = _time_column(index=True)
     app_id: str | None = Field(default=None, max_length=40)
     app_name: str | None = Field(default=None, max_length=63)
+    #: The end user (session or OpenID Connect); None for calls made with the app token.
+    user: str | None = Field(default=None, max_length=600)
     request_id: str = Field(max_length=40, index=True)
     route: str = Field(max_length=100)
     model: str | None = Field(default=None, max_length=200)

@@ -1,6 +1,7 @@
 """GET and DELETE /conversations/{id}: the calling app's thread of the conversation workflow.
 
 Scoped by the app token: another app's conversation id is a 404, exactly like an unknown one.
+With a session or OpenID token, scoped to that user: another user's thread is a 404 too.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def _threads(request: Request) -> ThreadStore:
 async def read_conversation(conversation_id: str, request: Request) -> Response:
     ctx = await authenticate_app(request)
     messages = await conversations.conversation(
-        _threads(request), app_id=ctx.app_id, conversation_id=conversation_id
+        _threads(request),
+        app_id=conversations.thread_owner(ctx.app_id, ctx.user),
+        conversation_id=conversation_id,
     )
     return JSONResponse(
         {
@@ -52,6 +55,8 @@ async def read_conversation(conversation_id: str, request: Request) -> Response:
 async def delete_conversation(conversation_id: str, request: Request) -> Response:
     ctx = await authenticate_app(request)
     await conversations.forget_conversation(
-        _threads(request), app_id=ctx.app_id, conversation_id=conversation_id
+        _threads(request),
+        app_id=conversations.thread_owner(ctx.app_id, ctx.user),
+        conversation_id=conversation_id,
     )
     return Response(status_code=204)

@@ -53,6 +53,12 @@ _PARAMETERS = [
         "description": "Only records with this outcome (`completed`, `quota_exceeded`...).",
     },
     {
+        "name": "user",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Only this end user's records (sessions, OpenID Connect sign-in).",
+    },
+    {
         "name": "cursor",
         "in": "query",
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
@@ -143,7 +149,7 @@ async def logs(request: Request) -> Response:
             except NotFound:
                 raise InvalidRequest(f"No app named {app_name!r}.") from None
     else:
-        ctx = await authenticate_app(request)
+        ctx = await authenticate_app(request, end_users=False)
         if app_name is not None and app_name != ctx.app_name:
             raise Forbidden("An app token can only read its own app's records.")
         app_id = ctx.app_id
@@ -156,6 +162,7 @@ async def logs(request: Request) -> Response:
         since=_time(params.get("since"), "since"),
         until=_time(params.get("until"), "until"),
         outcome=_text(params.get("outcome"), "outcome"),
+        user=_text(params.get("user"), "user"),
         before_id=before_id,
     )
     if params.get("follow") in ("true", "1"):

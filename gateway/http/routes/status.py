@@ -66,4 +66,6 @@ async def status(request: Request) -> JSONResponse:
                 "allowed_models": list(ctx.allowed_models),
                 "quota": {"limits": limits.to_json()},
             }
+            if ctx.user is not None:
+                body["user"] = {"id": ctx.user, "credential": ctx.credential}
     return JSONResponse(body, status_code=200 if healthy else 503)

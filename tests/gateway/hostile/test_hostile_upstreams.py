@@ -303,3 +303,30 @@ async def test_a_hostile_upstream_on_the_openai_route(
         assert_sane_counts(record)
         await assert_reservation_released(client, app)
         await assert_other_apps_records_flow(client, tenants, server)
+
+
+async def test_reported_model_names_never_become_metric_labels(
+    sqlite_gateway: Gateway, request: pytest.FixtureRequest
+) -> None:
+    """Any upstream can report any model name: labelled by it, one hostile upstream could make
+    the metrics' cardinality unbounded. The label is the model as the app asked for it."""
+    tenants = tenants_on(sqlite_gateway, request)
+    reported = [f"made-up-model-{n}" for n in range(3)]
+
+    def answers(name: str) -> Handler:
+        chunks = (None, "hi ", "there ")
+        last = chunk_json(finish="stop", model=name)
+        return sse([*(chunk_json(c, model=name) for c in chunks), last])
+
+    async with sqlite_gateway.client(timeout=15) as client:
+        for name in reported:
+            async with raw_server(answers(name)) as server:
+                app = await tenants.add(base_url=server.base_url)
+                ended = await call(client, app, {"prompt": "which model?"})
+                assert ended.assert_typed_end() == "done"
+                record = await record_of(client, app, ended.request_id)
+                assert record["model"] == name, record  # the record keeps what was reported
+        metrics = (await client.get("/metrics")).text
+    assert f'model="{MODEL}"' in metrics
+    for name in reported:
+        assert name not in metrics

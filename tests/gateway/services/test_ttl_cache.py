@@ -102,3 +102,49 @@ async def test_ttl_zero_always_loads() -> None:
     await cache.get("k", source.load)
     await cache.get("k", source.load)
     assert source.calls == 2
+
+
+# --- values that stop being true (issue #21) ------------------------------------------------
+
+
+async def test_a_value_no_longer_current_is_not_served_even_fresh() -> None:
+    cache: TTLCache[str, str] = TTLCache(ttl=60)
+    source = Source()
+    assert await cache.get("k", source.load, lambda v: v != "v1") == "v1"  # its own load
+    source.value = "v2"
+    assert await cache.get("k", source.load, lambda v: v != "v1") == "v2"
+    assert source.calls == 2
+
+
+async def test_a_value_no_longer_current_is_not_served_stale_and_a_failed_load_is_raised() -> None:
+    cache: TTLCache[str, str] = TTLCache(ttl=0.01, max_stale=60)
+    source = Source()
+    await cache.get("k", source.load)
+    await asyncio.sleep(0.02)
+    source.broken = True
+    assert await cache.get("k", source.load) == "v1"  # stale, still true: served
+    await asyncio.sleep(0.01)
+    with pytest.raises(ConnectionError):
+        await cache.get("k", source.load, lambda v: False)  # never the stale value
+
+
+async def test_a_load_that_began_before_the_change_is_not_taken_by_waiters() -> None:
+    cache: TTLCache[str, str] = TTLCache(ttl=60)
+    source = Source()
+    source.gate.clear()
+
+    async def snapshot() -> str:  # reads first, then waits: the database's answer in flight
+        value = source.value
+        source.calls += 1
+        await source.gate.wait()
+        return value
+
+    early = asyncio.ensure_future(cache.get("k", snapshot))  # reads "v1"
+    await asyncio.sleep(0.01)
+    source.value = "v2"
+    late = asyncio.ensure_future(cache.get("k", snapshot, lambda v: v == "v2"))
+    await asyncio.sleep(0.01)
+    source.gate.set()
+    assert await early == "v1"
+    assert await late == "v2"  # waited for the early load, saw it stale, loaded again
+    assert source.calls == 2

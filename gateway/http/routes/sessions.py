@@ -1,0 +1,56 @@
+"""POST /sessions: the app's backend (with its ``orc_`` token) mints a session for one user.
+
+The browser then holds only that short-lived session, never the app's token. A session or
+OpenID token cannot mint sessions (403 ``insufficient_scope``).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from gateway.http.body import parse_model, read_body
+from gateway.http.deps import authenticate_app, resources_of
+from gateway.http.schemas import SessionRequest, SessionResponse, error_responses
+from gateway.services import sessions
+from gateway.services.auth_epochs import Announcer
+
+router = APIRouter()
+
+
+@router.post(
+    "/sessions",
+    status_code=201,
+    responses={
+        201: {"model": SessionResponse, "description": "The session; show it to that user only."},
+        **error_responses(400, 401, 403, 422, 503),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SessionRequest.model_json_schema()}},
+        }
+    },
+)
+async def create_session(request: Request) -> JSONResponse:
+    resources = resources_of(request)
+    ctx = await authenticate_app(request, end_users=False)
+    body = parse_model(await read_body(request, resources.settings.max_body_bytes), SessionRequest)
+    minted = await sessions.mint(
+        resources.db,
+        resources.keyring,
+        ctx,
+        user=body.user,
+        ttl_s=body.ttl_s,
+        origin=body.origin,
+        announcer=Announcer(resources.redis),
+    )
+    return JSONResponse(
+        {
+            "token": minted.token,
+            "expires_at": minted.expires_at.isoformat().replace("+00:00", "Z"),
+            "user": body.user,
+        },
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
