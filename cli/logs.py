@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from cli import output
 from cli.context import CliContext
@@ -32,6 +33,8 @@ def format_line(record: dict[str, Any]) -> str:
     parts = [
         f"[dim]{when:%H:%M:%S.%f}"[:-3] + "[/]",
         f"[bold]{record.get('app') or '-'}[/]",
+        # A user id is the app's own text: shown, never read as markup.
+        f"user {escape(str(record['user']))}" if record.get("user") else "",
         f"[{style}]{outcome}[/]",
         str(record["http_status"]),
         f"{record['prompt_tokens']}+{record['completion_tokens']} tok",
@@ -53,7 +56,11 @@ def _emit(record: dict[str, Any], as_json: bool) -> None:
 
 
 async def _where(
-    db: Database, app_name: str | None, outcome: str | None, since: str | None
+    db: Database,
+    app_name: str | None,
+    outcome: str | None,
+    since: str | None,
+    user: str | None = None,
 ) -> LogFilter:
     from gateway.core.clock import utcnow
     from gateway.core.durations import parse_duration
@@ -64,6 +71,7 @@ async def _where(
     return LogFilter(
         app_id=app_id,
         outcome=outcome,
+        user=user,
         since=None if since is None else utcnow() - parse_duration(since),
     )
 
@@ -76,6 +84,7 @@ def tail(
         str | None, typer.Option("--outcome", help="e.g. completed, rejected.")
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only newer than, e.g. 10m.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only this end user.")] = None,
     lines: Annotated[int, typer.Option("-n", "--lines", min=0, max=1000)] = 50,
     follow: Annotated[
         bool, typer.Option("-f", "--follow", help="Keep printing new records.")
@@ -93,12 +102,12 @@ def tail(
     from gateway.services import logs as log_service
 
     if url is not None:
-        params = {"app": app_name, "outcome": outcome, "since": since}
+        params = {"app": app_name, "outcome": outcome, "since": since, "user": user}
         _remote(url, token, {k: v for k, v in params.items() if v}, lines, follow, as_json)
         return
 
     async def run(db: Database) -> None:
-        where = await _where(db, app_name, outcome, since)
+        where = await _where(db, app_name, outcome, since, user)
         if not follow:
             page = await log_service.recent_logs(db, where, limit=max(lines, 1))
             for record in reversed(page.records[:lines]):

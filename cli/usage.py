@@ -3,32 +3,50 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli import output
 from cli.context import CliContext
+from cli.errors import fail
+
+if TYPE_CHECKING:
+    from gateway.storage.request_logs import UsageRow
+
+
+def _row_json(row: UsageRow, by_user: bool) -> dict[str, Any]:
+    data = asdict(row)
+    if not by_user:
+        del data["user"]
+    return data
 
 
 def usage(
     ctx: typer.Context,
     app_name: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
     period: Annotated[str, typer.Option("--period", help="day (UTC) or month (UTC).")] = "day",
+    by: Annotated[
+        str | None, typer.Option("--by", help="'user': one row per end user of each app.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Usage per app since the start of the current UTC day or month."""
+    """Usage per app (or per end user) since the start of the current UTC day or month."""
+    from gateway.core.errors import InvalidRequest
     from gateway.services.usage import usage_report
 
+    if by not in (None, "user"):
+        fail(InvalidRequest(f"Unknown --by {by!r}: use 'user'."))
+    by_user = by == "user"
     since, rows = CliContext.of(ctx).run(
-        lambda db: usage_report(db, period=period, app_name=app_name)
+        lambda db: usage_report(db, period=period, app_name=app_name, by_user=by_user)
     )
     if as_json:
         output.print_json(
             {
                 "period": period,
                 "since": since.isoformat().replace("+00:00", "Z"),
-                "apps": [asdict(row) for row in rows],
+                "apps": [_row_json(row, by_user) for row in rows],
             }
         )
         return
@@ -36,6 +54,7 @@ def usage(
         f"Usage since {since:%Y-%m-%d %H:%M} UTC ({period})",
         [
             "app",
+            *(["user"] if by_user else []),
             "requests",
             "prompt tokens",
             "completion tokens",
@@ -46,6 +65,7 @@ def usage(
         (
             (
                 r.app_name,
+                *([r.user or "(app token)"] if by_user else []),
                 r.requests,
                 r.prompt_tokens,
                 r.completion_tokens,

@@ -182,9 +182,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             keyring,
             auth_epochs,
             ttl=settings.auth_cache_ttl_s,
-            oidc=OidcVerifier(
-                identity_fetcher, refetch_interval_s=settings.oidc_key_refetch_s
-            ),
+            oidc=OidcVerifier(identity_fetcher, refetch_interval_s=settings.oidc_key_refetch_s),
         )
         app.state.resources = Resources(
             settings=settings,

@@ -45,12 +45,13 @@ class AuthCache:
         self._epochs = epochs
         self._end_users = end_users
         self._cache: TTLCache[str, Verdict] = TTLCache(ttl=ttl)
+        self._current = self._still_current  # bound once: this runs on every request
 
     async def authenticate(self, presented: str) -> AppContext:
         if self._end_users is not None and looks_like_jwt(presented):
             return await self._end_users.authenticate(presented)
         verdict = await self._cache.get(
-            digest(presented), lambda: self._lookup(presented), self._still_current
+            digest(presented), lambda: self._lookup(presented), self._current
         )
         if verdict.expires_at is not None and verdict.expires_at <= time.time():
             raise Unauthenticated(INVALID_TOKEN_MESSAGE)
@@ -61,7 +62,8 @@ class AuthCache:
         return verdict.context
 
     def _still_current(self, verdict: Verdict) -> bool:
-        return verdict.app_id is None or self._epochs.current(verdict.app_id) == verdict.auth_epoch
+        app_id = verdict.app_id
+        return app_id is None or self._epochs.current(app_id) == verdict.auth_epoch
 
     async def _lookup(self, presented: str) -> Verdict:
         verdict = await check_token(self._db, presented)  # raises (uncached) if the DB is down

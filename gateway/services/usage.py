@@ -24,8 +24,9 @@ def period_start(period: str, now: datetime | None = None) -> datetime:
 
 
 async def usage_report(
-    db: Database, *, period: str, app_name: str | None = None
+    db: Database, *, period: str, app_name: str | None = None, by_user: bool = False
 ) -> tuple[datetime, list[UsageRow]]:
+    """Usage per app (per app and end user with ``by_user``) since the period began."""
     since = period_start(period)
     async with db.read() as session:
         app_id = None
@@ -34,4 +35,6 @@ async def usage_report(
             if app is None:
                 raise NotFound(f"No app named {app_name!r}. See `orchestra apps list`.")
             app_id = app.id
-        return since, await request_logs.sum_usage(session, since=since, app_id=app_id)
+        return since, await request_logs.sum_usage(
+            session, since=since, app_id=app_id, by_user=by_user
+        )

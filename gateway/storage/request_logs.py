@@ -189,16 +189,21 @@ class UsageRow:
     cost_usd: float
     rejections: int
     quota_rejections: int
+    #: With ``by_user``: the end user (None: calls made with the app token).
+    user: str | None = None
 
 
 async def sum_usage(
-    session: AsyncSession, *, since: datetime, app_id: str | None = None
+    session: AsyncSession, *, since: datetime, app_id: str | None = None, by_user: bool = False
 ) -> list[UsageRow]:
     rejected = case((col(RequestLog.outcome) == "rejected", 1), else_=0)
     quota = case((col(RequestLog.error_code) == "quota_exceeded", 1), else_=0)
+    keys: list[Any] = [col(RequestLog.app_name)]
+    if by_user:
+        keys.append(col(RequestLog.user))
     statement = (
         sa_select(  # sqlmodel's select() is typed for at most four columns
-            col(RequestLog.app_name),
+            *keys,
             func.count(),
             func.coalesce(func.sum(RequestLog.prompt_tokens), 0),
             func.coalesce(func.sum(RequestLog.completion_tokens), 0),
@@ -207,16 +212,20 @@ async def sum_usage(
             func.coalesce(func.sum(quota), 0),
         )
         .where(col(RequestLog.time) >= since, col(RequestLog.app_name).is_not(None))
-        .group_by(col(RequestLog.app_name))
-        .order_by(col(RequestLog.app_name))
+        .group_by(*keys)
+        .order_by(*keys)
     )
     if app_id is not None:
         statement = statement.where(col(RequestLog.app_id) == app_id)
     result = await session.execute(statement)
-    return [
-        UsageRow(str(name), int(n), int(p), int(c), float(cost), int(rej), int(q))
-        for name, n, p, c, cost, rej, q in result.all()
-    ]
+    rows = []
+    for found in result.all():
+        name, user = found[0], found[1] if by_user else None
+        n, p, c, cost, rej, q = found[-6:]
+        rows.append(
+            UsageRow(str(name), int(n), int(p), int(c), float(cost), int(rej), int(q), user)
+        )
+    return rows
 
 
 async def delete_logs_before(session: AsyncSession, cutoff: datetime) -> int:
