@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx
+import openai
 import pytest
 from pydantic import SecretStr
 
@@ -658,3 +659,28 @@ async def wait_for_records(
         lambda records: wanted <= {r["request_id"] for r in records},
         timeout=timeout,
     )
+
+
+#: Makes AsyncOpenAI clients on the gateway's /v1 with a given key.
+SDK = Callable[[str], openai.AsyncOpenAI]
+
+
+@pytest.fixture
+async def sdk(gateway: Gateway) -> AsyncIterator[SDK]:
+    """Make AsyncOpenAI clients on the gateway's /v1 with a given key (closed at the end)."""
+    clients: list[openai.AsyncOpenAI] = []
+
+    def make(api_key: str) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=f"{gateway.url}/v1",
+            max_retries=0,
+            timeout=10,
+            http_client=openai.DefaultAsyncHttpxClient(verify=TLS),
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
