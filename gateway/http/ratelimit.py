@@ -26,14 +26,15 @@ def headers_for(states: Sequence[object], *, openai: bool) -> dict[str, str]:
         "RateLimit-Reset": _seconds(state.reset_s),
     }
     if openai:
-        shown: dict[str, LimitState] = {}
         for s in typed:
             kind = {LIMIT_RPM: "requests", LIMIT_TPM: "tokens"}.get(s.name)
-            # The app's limit and the user's: the one with less left.
-            if kind is not None and (kind not in shown or s.remaining < shown[kind].remaining):
-                shown[kind] = s
-        for kind, s in shown.items():
+            if kind is None:
+                continue
+            remaining = f"x-ratelimit-remaining-{kind}"
+            # The app's limit and the user's (after it): the one with less left.
+            if remaining in headers and int(headers[remaining]) <= s.remaining:
+                continue
             headers[f"x-ratelimit-limit-{kind}"] = str(s.limit)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(s.remaining)
+            headers[remaining] = str(s.remaining)
             headers[f"x-ratelimit-reset-{kind}"] = f"{_seconds(s.reset_s)}s"
     return headers

@@ -136,8 +136,14 @@ class MemoryCounters:
         tpm_retry = 0.0
         if refused == LIMIT_TPM and limits.tpm is not None:
             tpm_retry = app.tpm_retry_after(limits.tpm, r.tokens, r.now)
-        if refused is None:
-            app.admit(r, _Lease(expires=r.now + r.ttl, tokens=r.tokens, cost=r.cost_micros))
+        if refused is None:  # app.admit, inlined: this is every request's path
+            app.requests.append(r.now)
+            app.token_log.append((r.now, r.id))
+            app.token_amounts[r.id] = r.tokens
+            app.tokens_in_window += r.tokens
+            app.leases[r.id] = _Lease(expires=r.now + r.ttl, tokens=r.tokens, cost=r.cost_micros)
+            app.leased_tokens += r.tokens
+            app.leased_cost += r.cost_micros
         return decide(limits, r, snap, refused, tpm_retry)
 
     def reserve_with_user(
@@ -224,7 +230,12 @@ class MemoryCounters:
         # meanwhile still has its real usage counted: the request did happen.
         app = self._apps.setdefault(app_id, _AppCounters())
         app.purge(now)
-        app.settle(reservation_id, tokens, cost_micros, calendar)
+        app.release(reservation_id)  # app.settle, inlined: this is every request's path
+        if reservation_id in app.token_amounts:
+            app.tokens_in_window += tokens - app.token_amounts[reservation_id]
+            app.token_amounts[reservation_id] = tokens
+        app.day_tokens[calendar.day] = app.day_tokens.get(calendar.day, 0) + tokens
+        app.month_cost[calendar.month] = app.month_cost.get(calendar.month, 0) + cost_micros
         if user is not None:
             counters = self._users.setdefault((app_id, user), _AppCounters())
             counters.purge(now)
