@@ -597,7 +597,10 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     body = response.json()
     assert set(body) == {"error"}, body
     error: dict[str, Any] = body["error"]
-    assert set(error) == {"code", "message", "request_id"}, error
+    # A quota refusal says whose limit it was: the app's (everyone's) or this user's.
+    scoped = {"scope"} if code == "quota_exceeded" else set()
+    assert set(error) == {"code", "message", "request_id", *scoped}, error
+    assert error.get("scope", "app") in ("app", "user"), error
     assert error["code"] == code, error
     assert error["message"], error
     assert error["request_id"] == response.headers["x-request-id"], (error, response.headers)
