@@ -1,5 +1,10 @@
 """`orchestra demo`: the OpenAI fake, the gateway on SQLite and the Angular demo, in one command.
 
+The demo is laid out like a real app: the page is served by the demo's own backend
+(``orchestra demo-backend``, :mod:`gateway.fakes.demo_backend`) on ``--port``, which holds the
+app's ``orc_`` token server-side and mints short-lived session tokens for the page; the page
+calls the gateway (on a free port) cross-origin with those. The browser never sees the app token.
+
 Everything lives in a temporary ORCHESTRA_HOME that is deleted on exit; Ctrl+C stops it all.
 """
 
@@ -20,6 +25,7 @@ import typer
 
 from cli import listener, output
 from cli.errors import fail
+from cli.secrets_input import read_secret
 from gateway.core.errors import ConfigurationError
 
 _FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
@@ -80,13 +86,15 @@ def _ensure_ui(ui: Path | None) -> Path:
 
 
 def demo(
-    port: Annotated[int, typer.Option("--port", help="Port of the gateway (and the UI).")] = 8000,
+    port: Annotated[
+        int, typer.Option("--port", help="Port of the demo page (the URL to open).")
+    ] = 8000,
     token_ms: Annotated[
         float, typer.Option("--token-ms", min=0, help="Delay between streamed tokens.")
     ] = 40.0,
     ui: Annotated[Path | None, typer.Option("--ui", help="A built demo UI to serve.")] = None,
 ) -> None:
-    """Start the fake OpenAI, the gateway and the demo UI; print the URL to open."""
+    """Start the fake OpenAI, the gateway and the demo app; print the URL to open."""
     try:  # before the UI build and the children: a busy port is one error, at once
         listener.probe("127.0.0.1", port)
     except ConfigurationError as exc:
@@ -96,7 +104,7 @@ def demo(
     signal.signal(signal.SIGTERM, _interrupt)
     home = Path(tempfile.mkdtemp(prefix="orchestra-demo-"))
     env = {**_clean_env(), "ORCHESTRA_HOME": str(home / "home"), "ORCHESTRA_LOG_LEVEL": "WARNING"}
-    fake_port = _free_port()
+    fake_port, gateway_port = _free_port(), _free_port()
     processes: list[subprocess.Popen[bytes]] = []
     try:
         subprocess.run(_orchestra("init"), env=env, check=True, capture_output=True)
@@ -108,6 +116,8 @@ def demo(
         processes.append(fake)
         _wait_for(f"http://127.0.0.1:{fake_port}/_fake/health", fake, "OpenAI fake")
         origin = f"http://127.0.0.1:{port}"
+        # The page (served by the demo backend) calls the gateway cross-origin: the app lists
+        # the page's origins, and the gateway's CORS rule lets exactly those in.
         added = subprocess.run(
             _orchestra(
                 "apps",
@@ -128,19 +138,19 @@ def demo(
             capture_output=True,
         )
         token = json.loads(added.stdout)["token"]
-        site = home / "ui"
-        shutil.copytree(built, site)
-        # The UI reads its gateway URL and token here; "" means "this page's origin".
-        (site / "config.json").write_text(
-            json.dumps({"baseUrl": "", "token": token, "notice": DEMO_NOTICE})
-        )
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
         gateway = subprocess.Popen(
-            _orchestra("serve", "--port", str(port), "--ui", str(site)),
+            _orchestra("serve", "--port", str(gateway_port)),
             env=env,
             stdout=subprocess.DEVNULL,
         )
         processes.append(gateway)
-        _wait_for(f"{origin}/status", gateway, "gateway")
+        _wait_for(f"{gateway_url}/status", gateway, "gateway")
+        backend = start_backend(
+            env=env, port=port, gateway_url=gateway_url, ui=built, app_token=token
+        )
+        processes.append(backend)
+        _wait_for(f"{origin}/config.json", backend, "demo backend")
         output.print_info(f"Orchestra demo: {origin}/")
         output.print_info(DEMO_NOTICE)
         output.print_info("Press Ctrl+C to stop.")
@@ -158,6 +168,75 @@ def demo(
             except subprocess.TimeoutExpired:
                 process.kill()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def start_backend(
+    *,
+    env: dict[str, str],
+    port: int,
+    gateway_url: str,
+    ui: Path,
+    app_token: str,
+    session_ttl_s: int = 900,
+) -> subprocess.Popen[bytes]:
+    """``orchestra demo-backend`` as a child; the app token goes through its stdin, not argv."""
+    backend = subprocess.Popen(
+        _orchestra(
+            "demo-backend",
+            "--port",
+            str(port),
+            "--gateway",
+            gateway_url,
+            "--ui",
+            str(ui),
+            "--session-ttl-s",
+            str(session_ttl_s),
+            "--notice",
+            DEMO_NOTICE,
+        ),
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    assert backend.stdin is not None
+    backend.stdin.write(f"{app_token}\n".encode())
+    backend.stdin.close()
+    return backend
+
+
+def demo_backend(
+    gateway: Annotated[
+        str, typer.Option("--gateway", help="The gateway's URL, as the browser reaches it.")
+    ],
+    ui: Annotated[Path, typer.Option("--ui", help="The built demo UI to serve.")],
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to bind.")] = 8000,
+    session_ttl_s: Annotated[
+        int, typer.Option("--session-ttl-s", min=1, help="Lifetime of minted sessions.")
+    ] = 900,
+    notice: Annotated[str | None, typer.Option("--notice", help="Shown on the page.")] = None,
+) -> None:
+    """The demo app's own backend: serves the UI, mints sessions with the app token (stdin)."""
+    from gateway.fakes.demo_backend import DemoBackendConfig, serve
+
+    if not (ui / "index.html").is_file():
+        fail(ConfigurationError(f"--ui {ui}: no index.html there."))
+    app_token = read_secret("App token", from_stdin=True)
+    if not app_token:
+        fail(ConfigurationError("No app token on stdin (the demo backend mints sessions with it)."))
+    config = DemoBackendConfig(
+        ui_dir=ui,
+        gateway_url=gateway,
+        app_token=app_token,
+        session_ttl_s=session_ttl_s,
+        notice=notice,
+    )
+    try:
+        sock = listener.bind(host, port)
+    except ConfigurationError as exc:
+        fail(exc)
+    output.print_info(f"Demo backend on http://{host}:{port}/ (gateway {gateway})")
+    serve(config, host=host, port=port, sock=sock)
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

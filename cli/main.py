@@ -32,6 +32,7 @@ app.command("fake-openai")(server.fake_openai)
 app.command("ask")(ask.ask)
 app.command("usage")(usage.usage)
 app.command("demo")(demo.demo)
+app.command("demo-backend", hidden=True)(demo.demo_backend)
 
 
 def _version(value: bool) -> None:

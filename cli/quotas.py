@@ -10,7 +10,7 @@ from cli import output
 from cli.context import CliContext
 from gateway.services.views import QuotaLimits
 
-app = typer.Typer(help="Set and show per-app limits.", no_args_is_help=True)
+app = typer.Typer(help="Set and show per-app and per-user limits.", no_args_is_help=True)
 AppName = Annotated[str, typer.Argument(metavar="APP")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -48,9 +48,30 @@ def set_(
             "Hard (the default): it is stopped with a quota_exceeded error event.",
         ),
     ] = None,
+    user_rpm: Annotated[
+        int | None, typer.Option("--user-rpm", help="Requests per minute of each user.")
+    ] = None,
+    user_tpm: Annotated[
+        int | None, typer.Option("--user-tpm", help="Tokens per minute of each user.")
+    ] = None,
+    user_tokens_per_day: Annotated[
+        int | None, typer.Option("--user-tokens-per-day", help="Tokens per UTC day of each user.")
+    ] = None,
+    user_max_concurrent: Annotated[
+        int | None,
+        typer.Option("--user-max-concurrent", help="Requests in flight at once, per user."),
+    ] = None,
+    user_budget_usd_month: Annotated[
+        float | None,
+        typer.Option("--user-budget-usd-month", help="Cost budget per calendar month, per user."),
+    ] = None,
     as_json: Json = False,
 ) -> None:
-    """Set APP's limits (0 removes a limit; options not given keep their value)."""
+    """Set APP's limits (0 removes a limit; options not given keep their value).
+
+    The --user-* limits apply to each end user of the app (session and sign-in tokens) on top
+    of the app's own: one user at their limit never blocks another.
+    """
     from gateway.services import quotas as quota_service
 
     changes = QuotaLimits(
@@ -60,6 +81,11 @@ def set_(
         max_concurrent=max_concurrent,
         budget_usd_month=budget_usd_month,
         soft_cap=soft_cap,
+        user_rpm=user_rpm,
+        user_tpm=user_tpm,
+        user_tokens_per_day=user_tokens_per_day,
+        user_max_concurrent=user_max_concurrent,
+        user_budget_usd_month=user_budget_usd_month,
     )
     limits = CliContext.of(ctx).run(
         lambda db: quota_service.set_quota(db, app_name=app_name, changes=changes)

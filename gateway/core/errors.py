@@ -141,11 +141,21 @@ class QuotaExceeded(GatewayError):
         retry_after: float | None = None,
         limit: str | None = None,
         states: tuple[object, ...] = (),
+        scope: str = "app",
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         #: The limit that was hit, and every limit's state for the RateLimit headers.
         self.limit = limit
         self.states = states
+        #: Whose limit it was: "app" (every user of the app) or "user" (this user only).
+        self.scope = scope
+
+    @property
+    def qualified_limit(self) -> str | None:
+        """The limit as the metrics label it: ``rpm`` for the app's, ``user_rpm`` for a user's."""
+        if self.limit is None or self.scope == "app":
+            return self.limit
+        return f"{self.scope}_{self.limit}"
 
 
 class QuotaUnavailable(GatewayError):

@@ -12,6 +12,10 @@ property tests compare them with):
   in flight (in micro-dollars, so the arithmetic is exact).
 - ``max_concurrent``: reservations in flight. A reservation is a lease: if its replica dies it
   expires after ``ttl`` seconds and releases what it held.
+
+Per-user limits (scope ``user``) are the same five limits counted over one user's reservations
+of the app; a reservation with a user is checked against the app's limits and the user's, and
+held by both or by neither. The user's share of a lease lives and dies with the app's.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ LIMIT_TPM = "tpm"
 LIMIT_DAY = "tokens_per_day"
 LIMIT_CONCURRENT = "max_concurrent"
 LIMIT_BUDGET = "budget_usd_month"
+
+#: Whose limit refused a request: the app's own (every user of it) or one user's.
+SCOPE_APP = "app"
+SCOPE_USER = "user"
 
 #: Limits that count requests (Redis down: fail open by default) and the others (fail closed).
 REQUEST_LIMITS = frozenset({LIMIT_RPM})
@@ -133,6 +141,9 @@ class Reservation:
     now: float
     ttl: float
     calendar: Calendar
+    #: The app's user making the request (None: the app itself); with user limits, the
+    #: reservation is held by the user's counters too.
+    user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +154,7 @@ class LimitState:
     limit: int
     remaining: int
     reset_s: float
+    scope: str = SCOPE_APP
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +164,8 @@ class Decision:
     limit: str | None = None
     retry_after: float | None = None
     states: tuple[LimitState, ...] = ()
+    #: Whose limit refused it (SCOPE_APP or SCOPE_USER), when one did.
+    scope: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +210,75 @@ def decide(
 ) -> Decision:
     """The decision and the RateLimit states, given what the backend found and did."""
     ok = refused is None
-    add, tokens, cost = (1, r.tokens, r.cost_micros) if ok else (0, 0, 0)
+    states = limit_states(limits, r, snap, admitted=ok)
+    if not ok:
+        retry = retry_after(refused, r, snap, tpm_retry)
+        return Decision(
+            admitted=False, limit=refused, retry_after=retry, states=states, scope=SCOPE_APP
+        )
+    return Decision(admitted=True, states=states)
+
+
+def decide_with_user(
+    limits: Limits,
+    user_limits: Limits,
+    r: Reservation,
+    snaps: tuple[Snapshot, Snapshot],
+    refused: tuple[str | None, str | None],
+    tpm_retry: float,
+) -> Decision:
+    """The decision on a reservation checked against the app's limits and its user's.
+
+    ``snaps`` and ``refused`` are (app, user); the user's limits are only checked when the
+    app's admit the request, and the reservation is held by both or by neither.
+    """
+    app_snap, user_snap = snaps
+    app_refused, user_refused = refused
+    ok = app_refused is None and user_refused is None
+    states = limit_states(limits, r, app_snap, admitted=ok) + limit_states(
+        user_limits, r, user_snap, admitted=ok, scope=SCOPE_USER
+    )
+    if ok:
+        return Decision(admitted=True, states=states)
+    if app_refused is not None:
+        retry = retry_after(app_refused, r, app_snap, tpm_retry)
+        return Decision(False, app_refused, retry, states, SCOPE_APP)
+    retry = retry_after(user_refused, r, user_snap, tpm_retry)
+    return Decision(False, user_refused, retry, states, SCOPE_USER)
+
+
+def current_states(
+    limits: Limits,
+    user_limits: Limits | None,
+    r: Reservation,
+    snap: Snapshot,
+    user_snap: Snapshot | None,
+) -> tuple[LimitState, ...]:
+    """The states as they are, before any decision (``remaining``: what is left now)."""
+    states = limit_states(limits, r, snap, admitted=False)
+    if user_limits is not None and user_snap is not None:
+        states += limit_states(user_limits, r, user_snap, admitted=False, scope=SCOPE_USER)
+    return states
+
+
+def retry_after(refused: str | None, r: Reservation, snap: Snapshot, tpm_retry: float) -> float:
+    """When the refused limit could admit the request (``tpm_retry`` is the backend's)."""
+    return {
+        LIMIT_CONCURRENT: 1.0,
+        LIMIT_RPM: _since(snap.oldest_request_at, r.now),
+        LIMIT_TPM: tpm_retry,
+        LIMIT_DAY: r.calendar.day_ends_in,
+        LIMIT_BUDGET: r.calendar.month_ends_in,
+    }[refused or LIMIT_CONCURRENT]
+
+
+def limit_states(
+    limits: Limits, r: Reservation, snap: Snapshot, *, admitted: bool, scope: str = SCOPE_APP
+) -> tuple[LimitState, ...]:
+    """Every set limit's state after the decision (``admitted``: ``r`` now counts in it)."""
+    add, tokens, cost = (1, r.tokens, r.cost_micros) if admitted else (0, 0, 0)
     # When the window is empty, an admitted request starts it.
-    fallback = r.now if ok else None
+    fallback = r.now if admitted else None
     oldest_request = snap.oldest_request_at if snap.oldest_request_at is not None else fallback
     oldest_token = snap.oldest_token_at if snap.oldest_token_at is not None else fallback
     states: list[LimitState] = []
@@ -209,6 +289,7 @@ def decide(
                 limits.rpm,
                 max(0, limits.rpm - snap.requests - add),
                 _since(oldest_request, r.now),
+                scope,
             )
         )
     if limits.tpm is not None:
@@ -218,6 +299,7 @@ def decide(
                 limits.tpm,
                 max(0, limits.tpm - snap.window_tokens - tokens),
                 _since(oldest_token, r.now),
+                scope,
             )
         )
     if limits.tokens_per_day is not None:
@@ -227,6 +309,7 @@ def decide(
                 limits.tokens_per_day,
                 max(0, limits.tokens_per_day - snap.day_used - tokens),
                 r.calendar.day_ends_in,
+                scope,
             )
         )
     if limits.max_concurrent is not None:
@@ -236,6 +319,7 @@ def decide(
                 limits.max_concurrent,
                 max(0, limits.max_concurrent - snap.leases - add),
                 1.0,
+                scope,
             )
         )
     if limits.budget_micros_month is not None:
@@ -245,18 +329,10 @@ def decide(
                 limits.budget_micros_month,
                 max(0, limits.budget_micros_month - snap.month_used - cost),
                 r.calendar.month_ends_in,
+                scope,
             )
         )
-    if not ok:
-        retry = {
-            LIMIT_CONCURRENT: 1.0,
-            LIMIT_RPM: _since(snap.oldest_request_at, r.now),
-            LIMIT_TPM: tpm_retry,
-            LIMIT_DAY: r.calendar.day_ends_in,
-            LIMIT_BUDGET: r.calendar.month_ends_in,
-        }[refused or LIMIT_CONCURRENT]
-        return Decision(admitted=False, limit=refused, retry_after=retry, states=tuple(states))
-    return Decision(admitted=True, states=tuple(states))
+    return tuple(states)
 
 
 def tightest(states: tuple[LimitState, ...]) -> LimitState | None:

@@ -29,17 +29,20 @@ def request_id_of(request: Request) -> str:
 
 
 def error_body(error: GatewayError, request_id: str, *, openai_shape: bool) -> dict[str, Any]:
+    body: dict[str, Any]
     if openai_shape:
-        return {
-            "error": {
-                "message": error.message,
-                "type": _OPENAI_TYPES.get(error.http_status, "api_error"),
-                "param": None,
-                "code": error.code,
-                "request_id": request_id,
-            }
+        body = {
+            "message": error.message,
+            "type": _OPENAI_TYPES.get(error.http_status, "api_error"),
+            "param": None,
+            "code": error.code,
+            "request_id": request_id,
         }
-    return {"error": {"code": error.code, "message": error.message, "request_id": request_id}}
+    else:
+        body = {"code": error.code, "message": error.message, "request_id": request_id}
+    if isinstance(error, QuotaExceeded):
+        body["scope"] = error.scope  # "app" (every user of it) or "user" (this user only)
+    return {"error": body}
 
 
 def error_headers(error: GatewayError, *, openai: bool = False) -> dict[str, str]:

@@ -1,4 +1,7 @@
-"""RateLimit headers (IETF draft) on every answer, and OpenAI's x-ratelimit-* on /v1."""
+"""RateLimit headers (IETF draft) on every answer, and OpenAI's x-ratelimit-* on /v1.
+
+With per-user limits, the states hold the app's limits and the user's: the headers show the
+tighter of them."""
 
 from __future__ import annotations
 
@@ -25,8 +28,13 @@ def headers_for(states: Sequence[object], *, openai: bool) -> dict[str, str]:
     if openai:
         for s in typed:
             kind = {LIMIT_RPM: "requests", LIMIT_TPM: "tokens"}.get(s.name)
-            if kind is not None:
-                headers[f"x-ratelimit-limit-{kind}"] = str(s.limit)
-                headers[f"x-ratelimit-remaining-{kind}"] = str(s.remaining)
-                headers[f"x-ratelimit-reset-{kind}"] = f"{_seconds(s.reset_s)}s"
+            if kind is None:
+                continue
+            remaining = f"x-ratelimit-remaining-{kind}"
+            # The app's limit and the user's (after it): the one with less left.
+            if remaining in headers and int(headers[remaining]) <= s.remaining:
+                continue
+            headers[f"x-ratelimit-limit-{kind}"] = str(s.limit)
+            headers[remaining] = str(s.remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = f"{_seconds(s.reset_s)}s"
     return headers

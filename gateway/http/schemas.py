@@ -131,6 +131,11 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     request_id: str
+    scope: Literal["app", "user"] | None = Field(
+        default=None,
+        description="quota_exceeded only: whose limit it was, the app's (every user of it) "
+        "or this user's alone.",
+    )
 
 
 class ErrorBody(BaseModel):
@@ -149,6 +154,11 @@ class OpenAIErrorDetail(BaseModel):
     param: str | None
     code: str
     request_id: str
+    scope: Literal["app", "user"] | None = Field(
+        default=None,
+        description="quota_exceeded only: whose limit it was, the app's (every user of it) "
+        "or this user's alone.",
+    )
 
 
 class OpenAIErrorBody(BaseModel):
@@ -250,6 +260,16 @@ class StatusApp(BaseModel):
     quota: dict[str, Any]
 
 
+class StatusUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    credential: str
+    quota: dict[str, Any] = Field(
+        default_factory=dict, description="The per-user limits and what is left of them."
+    )
+
+
 class StatusBody(BaseModel):
     """GET /status: 200 when every enabled dependency answers, 503 (``degraded``) otherwise."""
 
@@ -261,6 +281,9 @@ class StatusBody(BaseModel):
     checks: dict[str, CheckState]
     circuits: dict[str, Literal["closed", "open", "half_open"]]
     app: StatusApp | None = Field(default=None, description="Only for a valid app token.")
+    user: StatusUser | None = Field(
+        default=None, description="Only for an end user's token (a session, a sign-in)."
+    )
 
 
 class SessionRequest(BaseModel):

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from gateway.core.errors import GatewayError
+from gateway.core.errors import GatewayError, QuotaExceeded
 
 EVENT_DELTA = "delta"
 EVENT_DONE = "done"
@@ -33,9 +33,10 @@ def delta(text: str) -> bytes:
 
 
 def error_event(error: GatewayError, request_id: str) -> bytes:
-    return event(
-        EVENT_ERROR, {"code": error.code, "message": error.message, "request_id": request_id}
-    )
+    data = {"code": error.code, "message": error.message, "request_id": request_id}
+    if isinstance(error, QuotaExceeded):
+        data["scope"] = error.scope
+    return event(EVENT_ERROR, data)
 
 
 def openai_data(raw: str) -> bytes:
@@ -45,5 +46,7 @@ def openai_data(raw: str) -> bytes:
 
 
 def openai_error(error: GatewayError) -> bytes:
-    body = {"error": {"message": error.message, "type": "api_error", "code": error.code}}
-    return b"data: " + _dumps(body) + b"\n\n"
+    inner = {"message": error.message, "type": "api_error", "code": error.code}
+    if isinstance(error, QuotaExceeded):
+        inner["scope"] = error.scope
+    return b"data: " + _dumps({"error": inner}) + b"\n\n"

@@ -151,7 +151,7 @@ class Answer:
         self._completed = False
         self._settled = False
         self._keep_text = ctx.log_content == "full"
-        self._meter = QuotaMeter(deps.limiter, app_id=ctx.app_id, quota=ctx.limits)
+        self._meter = QuotaMeter(deps.limiter, app_id=ctx.app_id, quota=ctx.limits, user=ctx.user)
         self._capped = False
         self._upstream_started: float | None = None
         self._streaming = False
@@ -420,7 +420,9 @@ class Answer:
                 prompt_text=prompt_text(self._inp.messages) if self._keep_text else None,
                 answer_text="".join(self._text) if self._keep_text else None,
                 request_metadata=self._inp.metadata,
-                quota_limit=self._error.limit if isinstance(self._error, QuotaExceeded) else None,
+                quota_limit=(
+                    self._error.qualified_limit if isinstance(self._error, QuotaExceeded) else None
+                ),
                 upstream_s=self._upstream_seconds(),
                 metric_model=self._priced_model(),
             )

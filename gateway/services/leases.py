@@ -39,6 +39,7 @@ class LeaseHeartbeat:
         self._clock = clock
         self._metrics = metrics
         self._live: dict[str, str] = {}  # reservation id -> app id
+        self._users: dict[str, str] = {}  # reservation id -> user, for those a user shares
         #: Leases found expired while their answers still ran (renewals that came too late).
         self.lost = 0
 
@@ -51,13 +52,17 @@ class LeaseHeartbeat:
         """How many reservations this process keeps alive now."""
         return len(self._live)
 
-    def hold(self, app_id: str, reservation_id: str) -> None:
-        """Keep this reservation's lease alive until ``release``."""
+    def hold(self, app_id: str, reservation_id: str, user: str | None = None) -> None:
+        """Keep this reservation's lease (and its user's share) alive until ``release``."""
         self._live[reservation_id] = app_id
+        if user is not None:
+            self._users[reservation_id] = user
 
     def release(self, reservation_id: str) -> None:
         """Stop renewing this reservation (it is settling); idempotent."""
         self._live.pop(reservation_id, None)
+        if self._users:
+            self._users.pop(reservation_id, None)
 
     async def beat(self) -> int:
         """Renew every held lease now, in one call to the counters; how many were renewed."""
@@ -68,9 +73,16 @@ class LeaseHeartbeat:
         leases: dict[str, list[str]] = {}
         for reservation_id, app_id in self._live.items():
             leases.setdefault(app_id, []).append(reservation_id)
+        users: dict[str, set[str]] = {}
+        for reservation_id, user in self._users.items():
+            holder = self._live.get(reservation_id)
+            if holder is not None:
+                users.setdefault(holder, set()).add(user)
         now = self._clock()
         try:
-            renewed = await self._counters.renew(leases, now=now, expires=now + self._ttl)
+            renewed = await self._counters.renew(
+                leases, now=now, expires=now + self._ttl, users=users or None
+            )
         except CountersUnavailable:
             logger.bind(leases=len(self._live)).warning("quota leases not renewed; will retry")
             return 0

@@ -20,6 +20,8 @@ from gateway.core.pricing import PriceTable
 from gateway.core.quota_policy import (
     MICROS,
     REQUEST_LIMITS,
+    SCOPE_APP,
+    SCOPE_USER,
     Calendar,
     Decision,
     Limits,
@@ -51,6 +53,20 @@ def limits_of(quota: QuotaLimits) -> Limits:
     )
 
 
+def user_limits_of(quota: QuotaLimits) -> Limits | None:
+    """Each user's limits, or None when the app sets none."""
+    if not quota.has_user_limits:
+        return None
+    budget = quota.user_budget_usd_month
+    return Limits(
+        rpm=quota.user_rpm,
+        tpm=quota.user_tpm,
+        tokens_per_day=quota.user_tokens_per_day,
+        max_concurrent=quota.user_max_concurrent,
+        budget_micros_month=None if budget is None else round(budget * MICROS),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """An admitted request: what it holds, and the limits' states for the headers."""
@@ -62,6 +78,8 @@ class Admission:
     states: tuple[LimitState, ...]
     hard_cap: bool
     model: str
+    #: The user whose counters hold a share of the reservation (None: the app's alone).
+    user: str | None = None
 
     @property
     def token_cap(self) -> int | None:
@@ -100,14 +118,33 @@ class Limiter:
     def prices(self) -> PriceTable:
         return self._prices
 
-    def needs_token_estimate(self, quota: QuotaLimits) -> bool:
-        return any(v is not None for v in (quota.tpm, quota.tokens_per_day, quota.budget_usd_month))
+    def needs_token_estimate(self, quota: QuotaLimits, *, user: str | None = None) -> bool:
+        if any(v is not None for v in (quota.tpm, quota.tokens_per_day, quota.budget_usd_month)):
+            return True
+        return user is not None and any(
+            v is not None
+            for v in (quota.user_tpm, quota.user_tokens_per_day, quota.user_budget_usd_month)
+        )
 
     async def reserve(
-        self, app_id: str, quota: QuotaLimits, *, model: str, prompt_tokens: int, max_tokens: int
+        self,
+        app_id: str,
+        quota: QuotaLimits,
+        *,
+        model: str,
+        prompt_tokens: int,
+        max_tokens: int,
+        user: str | None = None,
     ) -> Admission:
+        """Hold the request against the app's limits and, for a user, the user's (atomically)."""
         limits = limits_of(quota)
         hard_cap = not quota.soft_cap
+        user_limits = None if user is None else user_limits_of(quota)
+        if user is not None and user_limits is not None:
+            tokens = prompt_tokens + max_tokens
+            return await self._reserve_with_user(
+                app_id, (limits, user_limits), hard_cap, model, (prompt_tokens, tokens), user
+            )
         if not limits.any:
             return Admission(app_id, None, 0, 0, (), hard_cap, model)
         tokens = prompt_tokens + max_tokens
@@ -127,19 +164,79 @@ class Limiter:
         try:
             decision = await self._counters.reserve(limits, reservation)
         except CountersUnavailable:
-            return self._unavailable(app_id, limits, hard_cap, model)
+            return self._unavailable(app_id, limits.names(), hard_cap, model)
         if not decision.admitted:
             raise self._refusal(decision, reservation)
         self.leases.hold(app_id, reservation.id)
         return Admission(app_id, reservation.id, tokens, cost, decision.states, hard_cap, model)
 
-    def _unavailable(self, app_id: str, limits: Limits, hard_cap: bool, model: str) -> Admission:
+    async def _reserve_with_user(
+        self,
+        app_id: str,
+        both: tuple[Limits, Limits],
+        hard_cap: bool,
+        model: str,
+        prompt_and_total: tuple[int, int],
+        user: str,
+    ) -> Admission:
+        """A user's request: the app's limits and the user's, held together or not at all."""
+        limits, user_limits = both
+        prompt_tokens, tokens = prompt_and_total
+        cost = 0
+        if limits.budget_micros_month is not None or user_limits.budget_micros_month is not None:
+            cost = self._prices.cost_micros(model, prompt_tokens, tokens - prompt_tokens)
+        now = self._clock()
+        reservation = Reservation(
+            app_id=app_id,
+            id=time_ordered("res"),
+            tokens=tokens,
+            cost_micros=cost,
+            now=now,
+            ttl=self._ttl,
+            calendar=Calendar.at(now),
+            user=user,
+        )
+        try:
+            decision = await self._counters.reserve(limits, reservation, user_limits)
+        except CountersUnavailable:
+            names = limits.names() + [f"user_{name}" for name in user_limits.names()]
+            return self._unavailable(app_id, names, hard_cap, model)
+        if not decision.admitted:
+            raise self._refusal(decision, reservation)
+        self.leases.hold(app_id, reservation.id, user)
+        return Admission(
+            app_id, reservation.id, tokens, cost, decision.states, hard_cap, model, user
+        )
+
+    async def remaining(
+        self, app_id: str, quota: QuotaLimits, *, user: str | None = None
+    ) -> tuple[LimitState, ...]:
+        """Every limit's state now (the app's, then the user's), holding nothing (/status);
+        empty when the counters cannot say."""
+        now = self._clock()
+        probe = Reservation(
+            app_id=app_id,
+            id="",
+            tokens=0,
+            cost_micros=0,
+            now=now,
+            ttl=self._ttl,
+            calendar=Calendar.at(now),
+            user=user,
+        )
+        user_limits = None if user is None else user_limits_of(quota)
+        try:
+            return await self._counters.remaining(limits_of(quota), probe, user_limits)
+        except CountersUnavailable:
+            return ()
+
+    def _unavailable(self, app_id: str, names: list[str], hard_cap: bool, model: str) -> Admission:
         closed = [
             name
-            for name in limits.names()
+            for name in names
             if not (
                 self._policy.requests_fail_open
-                if name in REQUEST_LIMITS
+                if name.removeprefix("user_") in REQUEST_LIMITS
                 else self._policy.tokens_fail_open
             )
         ]
@@ -156,14 +253,17 @@ class Limiter:
         self.unavailable_admissions += 1
         if self._metrics is not None:
             self._metrics.quota_unavailable.labels("fail_open").inc()
-        logger.bind(limits=limits.names()).warning("quota counters unavailable; failing open")
+        logger.bind(limits=names).warning("quota counters unavailable; failing open")
         return Admission(app_id, None, 0, 0, (), hard_cap, model)
 
     @staticmethod
     def _refusal(decision: Decision, reservation: Reservation) -> QuotaExceeded:
         name = decision.limit or "quota"
-        state = next((s for s in decision.states if s.name == name), None)
+        scope = decision.scope or SCOPE_APP
+        state = next((s for s in decision.states if s.name == name and s.scope == scope), None)
         described = _LIMIT_NAMES.get(name, name)
+        if scope == SCOPE_USER:
+            described = f"{described} of this user"
         if (
             state is not None
             and name in ("tpm", "tokens_per_day")
@@ -182,6 +282,7 @@ class Limiter:
             retry_after=decision.retry_after,
             limit=name,
             states=decision.states,
+            scope=scope,
         )
 
     def cost_micros(self, model: str, prompt_tokens: int, completion_tokens: int) -> int:
@@ -213,6 +314,7 @@ class Limiter:
                 ),
                 now=now,
                 calendar=Calendar.at(now),
+                user=admission.user,
             )
         except CountersUnavailable:
             # The lease expires by itself; the usage is in the interaction record.

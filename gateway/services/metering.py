@@ -37,10 +37,13 @@ def priced_model(reported: object, request: ChatRequest | None) -> str:
 
 
 class QuotaMeter:
-    def __init__(self, limiter: Limiter, *, app_id: str, quota: QuotaLimits) -> None:
+    def __init__(
+        self, limiter: Limiter, *, app_id: str, quota: QuotaLimits, user: str | None = None
+    ) -> None:
         self._limiter = limiter
         self._app_id = app_id
         self._quota = quota
+        self._user = user
         self._admission: Admission | None = None
         self._settled = False
         #: The prompt counted with the real tokenizer (only when a token or cost limit needs it).
@@ -53,7 +56,7 @@ class QuotaMeter:
     async def reserve(self, request: ChatRequest, *, max_output_tokens: int) -> None:
         """Hold the request's tokens and cost before the upstream call (QuotaExceeded if not)."""
         prompt_tokens = 0
-        if self._limiter.needs_token_estimate(self._quota):
+        if self._limiter.needs_token_estimate(self._quota, user=self._user):
             prompt_tokens = await count_prompt(request)
             self.prompt_estimate = prompt_tokens
         self._admission = await self._limiter.reserve(
@@ -62,6 +65,7 @@ class QuotaMeter:
             model=request.model,
             prompt_tokens=prompt_tokens,
             max_tokens=request.max_tokens or max_output_tokens,
+            user=self._user,
         )
 
     def over(self, content_chunks: int) -> bool:

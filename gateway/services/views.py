@@ -155,6 +155,12 @@ class QuotaLimits:
     budget_usd_month: float | None = None
     #: Soft cap: a streaming answer may run past the remaining tokens/budget (hard cap off).
     soft_cap: bool | None = None
+    #: The same limits for each user of the app (each user has their own counters).
+    user_rpm: int | None = None
+    user_tpm: int | None = None
+    user_tokens_per_day: int | None = None
+    user_max_concurrent: int | None = None
+    user_budget_usd_month: float | None = None
 
     @classmethod
     def of(cls, quota: Quota | None) -> QuotaLimits:
@@ -167,7 +173,26 @@ class QuotaLimits:
             max_concurrent=quota.max_concurrent,
             budget_usd_month=quota.budget_usd_month,
             soft_cap=quota.soft_cap,
+            user_rpm=quota.user_rpm,
+            user_tpm=quota.user_tpm,
+            user_tokens_per_day=quota.user_tokens_per_day,
+            user_max_concurrent=quota.user_max_concurrent,
+            user_budget_usd_month=quota.user_budget_usd_month,
         )
+
+    @property
+    def has_user_limits(self) -> bool:
+        return any(value is not None for value in self.user_numeric().values())
+
+    def user_numeric(self) -> dict[str, int | float | None]:
+        """The per-user limits, under the app limits' names (rpm, tpm, ...)."""
+        return {
+            "rpm": self.user_rpm,
+            "tpm": self.user_tpm,
+            "tokens_per_day": self.user_tokens_per_day,
+            "max_concurrent": self.user_max_concurrent,
+            "budget_usd_month": self.user_budget_usd_month,
+        }
 
     def numeric(self) -> dict[str, int | float | None]:
         return {
@@ -176,6 +201,11 @@ class QuotaLimits:
             "tokens_per_day": self.tokens_per_day,
             "max_concurrent": self.max_concurrent,
             "budget_usd_month": self.budget_usd_month,
+            "user_rpm": self.user_rpm,
+            "user_tpm": self.user_tpm,
+            "user_tokens_per_day": self.user_tokens_per_day,
+            "user_max_concurrent": self.user_max_concurrent,
+            "user_budget_usd_month": self.user_budget_usd_month,
         }
 
     def to_json(self) -> dict[str, Any]:

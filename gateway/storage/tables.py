@@ -144,6 +144,12 @@ class Quota(SQLModel, table=True):
     budget_usd_month: float | None = None
     soft_cap: bool = False
     updated_at: datetime = _time_column()
+    # The same limits for each user of the app (migration 0009).
+    user_rpm: int | None = None
+    user_tpm: int | None = Field(default=None, sa_type=sa.BigInteger)
+    user_tokens_per_day: int | None = Field(default=None, sa_type=sa.BigInteger)
+    user_max_concurrent: int | None = None
+    user_budget_usd_month: float | None = None
 
 
 class RequestLog(SQLModel, table=True):

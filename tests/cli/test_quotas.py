@@ -91,3 +91,63 @@ def test_a_non_numeric_value_is_a_usage_error(orchestra: Orchestra, demo: None) 
 def test_unknown_app(orchestra: Orchestra, initialised: Path) -> None:
     fails(orchestra("quotas", "set", "nope", "--rpm", "1"), 3, "No app named 'nope'")
     fails(orchestra("quotas", "show", "nope"), 3, "No app named 'nope'")
+
+
+USER_UNLIMITED = {
+    "user_rpm": None,
+    "user_tpm": None,
+    "user_tokens_per_day": None,
+    "user_max_concurrent": None,
+    "user_budget_usd_month": None,
+}
+
+
+def _user_limits(orchestra: Orchestra, *args: str) -> dict[str, object]:
+    shown = json_of(orchestra("quotas", *args, "--json"))
+    return {key: shown["limits"][key] for key in USER_UNLIMITED}
+
+
+def test_set_every_per_user_limit_beside_the_apps(orchestra: Orchestra, demo: None) -> None:
+    ok(orchestra("quotas", "set", "demo", "--rpm", "100"))
+    limits = _user_limits(
+        orchestra,
+        "set",
+        "demo",
+        "--user-rpm",
+        "5",
+        "--user-tpm",
+        "2000",
+        "--user-tokens-per-day",
+        "50000",
+        "--user-max-concurrent",
+        "2",
+        "--user-budget-usd-month",
+        "1.5",
+    )
+    expected = {
+        "user_rpm": 5,
+        "user_tpm": 2000,
+        "user_tokens_per_day": 50000,
+        "user_max_concurrent": 2,
+        "user_budget_usd_month": 1.5,
+    }
+    assert limits == expected
+    assert _user_limits(orchestra, "show", "demo") == expected
+    assert _limits(orchestra, "show", "demo") == {**UNLIMITED, "rpm": 100}
+    human = ok(orchestra("quotas", "show", "demo")).stdout
+    assert "user_tokens_per_day" in human
+    assert "50000" in human
+
+
+def test_zero_clears_a_per_user_limit(orchestra: Orchestra, demo: None) -> None:
+    ok(orchestra("quotas", "set", "demo", "--user-rpm", "5", "--user-tpm", "100"))
+    ok(orchestra("quotas", "set", "demo", "--user-rpm", "0"))
+    assert _user_limits(orchestra, "show", "demo") == {**USER_UNLIMITED, "user_tpm": 100}
+
+
+@pytest.mark.parametrize("option", ["--user-rpm", "--user-budget-usd-month"])
+def test_negative_per_user_values_are_refused(
+    orchestra: Orchestra, demo: None, option: str
+) -> None:
+    fails(orchestra("quotas", "set", "demo", option, "-1"), 2, f"{option} cannot be negative.")
+    assert _user_limits(orchestra, "show", "demo") == USER_UNLIMITED

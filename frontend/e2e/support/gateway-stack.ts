@@ -1,13 +1,17 @@
-/** The real stack: `orchestra fake-openai` + `orchestra serve --ui` on SQLite in a temporary ORCHESTRA_HOME. */
+/**
+ * The real stack, laid out like `orchestra demo`: `orchestra fake-openai`, `orchestra serve` (no UI) on
+ * SQLite in a temporary ORCHESTRA_HOME, and `orchestra demo-backend` serving the built demo and minting
+ * sessions with the app token (given on its stdin). A second demo backend mints short sessions.
+ */
 import type { ChildProcess } from 'node:child_process';
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { DEMO_DIST_DIR, REPO_DIR } from './paths.ts';
 import { freePort, run, start, stop, waitForHttp } from './processes.ts';
 import { fetchLogs } from './gateway-logs.ts';
-import type { Stack } from './stack.ts';
+import { SHORT_SESSION_TTL_S, type Stack } from './stack.ts';
 
 /** Between answer chunks: slow enough for a browser to see the answer grow. */
 const TOKEN_MS = '40';
@@ -18,8 +22,15 @@ export async function startGatewayStack(): Promise<Stack> {
   const env = { ...process.env, ORCHESTRA_HOME: home };
   const cli = (args: string[], input?: string): Promise<string> =>
     run(ORCHESTRA, args, { env, cwd: REPO_DIR, ...(input === undefined ? {} : { input }) });
-  const [port, fakePort] = [await freePort(), await freePort()];
+  const [port, shortPort, gatewayPort, fakePort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   const origin = `http://127.0.0.1:${port}`;
+  const shortSessionOrigin = `http://127.0.0.1:${shortPort}`;
+  const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
   const upstream = `http://127.0.0.1:${fakePort}/v1`;
   const children: ChildProcess[] = [];
 
@@ -32,6 +43,8 @@ export async function startGatewayStack(): Promise<Stack> {
           name,
           '--origin',
           origin,
+          '--origin',
+          shortSessionOrigin,
           '--base-url',
           upstream,
           '--json',
@@ -41,6 +54,27 @@ export async function startGatewayStack(): Promise<Stack> {
       ),
     ) as { token: string };
     return added.token;
+  };
+
+  const startBackend = async (name: string, at: number, ttlS: number, token: string) => {
+    const backend = start(
+      name,
+      ORCHESTRA,
+      [
+        'demo-backend',
+        '--port',
+        String(at),
+        '--gateway',
+        gatewayUrl,
+        '--ui',
+        DEMO_DIST_DIR,
+        '--session-ttl-s',
+        String(ttlS),
+      ],
+      { env, cwd: REPO_DIR, input: `${token}\n` },
+    );
+    children.push(backend);
+    await waitForHttp(`http://127.0.0.1:${at}/config.json`, backend);
   };
 
   try {
@@ -55,19 +89,21 @@ export async function startGatewayStack(): Promise<Stack> {
     await waitForHttp(`http://127.0.0.1:${fakePort}/_fake/health`, fake);
 
     const token = await addApp('e2e');
-    const uiDir = join(home, 'ui');
-    await cp(DEMO_DIST_DIR, uiDir, { recursive: true });
-    await writeFile(join(uiDir, 'config.json'), JSON.stringify({ baseUrl: '', token }));
-
-    const gateway = start('gateway', ORCHESTRA, ['serve', '--port', String(port), '--ui', uiDir], {
+    const gateway = start('gateway', ORCHESTRA, ['serve', '--port', String(gatewayPort)], {
       env,
       cwd: REPO_DIR,
     });
     children.push(gateway);
-    await waitForHttp(`${origin}/`, gateway);
+    await waitForHttp(`${gatewayUrl}/status`, gateway);
+    await Promise.all([
+      startBackend('demo-backend', port, 900, token),
+      startBackend('demo-backend-short', shortPort, SHORT_SESSION_TTL_S, token),
+    ]);
 
     return {
       origin,
+      shortSessionOrigin,
+      gatewayUrl,
       token,
       async revokedToken() {
         const issued = JSON.parse(
@@ -85,7 +121,7 @@ export async function startGatewayStack(): Promise<Stack> {
         await cli(['quotas', 'set', name, '--rpm', String(rpm)]);
         return limited;
       },
-      logs: (appToken) => fetchLogs(origin, appToken),
+      logs: (appToken) => fetchLogs(gatewayUrl, appToken),
       async stop() {
         await Promise.all(children.map((child) => stop(child)));
         await rm(home, { recursive: true, force: true });

@@ -51,7 +51,7 @@ export function run(
   });
 }
 
-/** Starts a long-running process; its output goes to test-results/e2e-logs/NAME.log. */
+/** Starts a long-running process (with `input` on its stdin); its output goes to test-results/e2e-logs/NAME.log. */
 export function start(
   name: string,
   command: string,
@@ -63,8 +63,10 @@ export function start(
   const child = spawn(command, args, {
     env: options.env,
     cwd: options.cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  // A secret (e.g. an app token) goes through stdin, never argv (which `ps` shows).
+  child.stdin?.end(options.input);
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   child.on('error', (error) => log.write(`\n[spawn error] ${error.message}\n`));

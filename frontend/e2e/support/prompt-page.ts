@@ -1,6 +1,9 @@
 /** The demo page and its `<orc-prompt>`, driven through the component's `data-testid` hooks. */
 import type { Browser, BrowserContext, Locator, Page, Response } from 'playwright-core';
 
+/** The demo backend's session endpoint (`sessionUrl` in its `config.json`). */
+export const SESSION_PATH = '/api/orchestra/session';
+
 export type Status = 'idle' | 'loading' | 'streaming' | 'done' | 'error' | 'cancelled';
 
 /** One rendering of the component, as recorded in the page by a MutationObserver. */
@@ -28,18 +31,29 @@ export class PromptPage {
     });
   }
 
-  /** Opens the demo; with `token`, the page's `config.json` is answered with that token instead. */
-  static async open(browser: Browser, origin: string, token?: string): Promise<PromptPage> {
+  /**
+   * Opens the demo (a fresh browser profile). With `token`, the app backend's session endpoint is answered
+   * with that token instead (e.g. a revoked one). `beforeLoad` runs before the page loads (e.g. to start
+   * recording its network traffic, or to set its clock).
+   */
+  static async open(
+    browser: Browser,
+    origin: string,
+    token?: string,
+    beforeLoad?: (page: Page, context: BrowserContext) => Promise<void> | void,
+  ): Promise<PromptPage> {
     const context = await browser.newContext({
       baseURL: origin,
       viewport: { width: 900, height: 640 },
     });
     const page = await context.newPage();
     if (token !== undefined) {
-      await page.route('**/config.json', (route) =>
-        route.fulfill({ json: { baseUrl: '', token } }),
+      const expiresAt = new Date(Date.now() + 15 * 60_000).toISOString();
+      await page.route(`**${SESSION_PATH}`, (route) =>
+        route.fulfill({ json: { token, expires_at: expiresAt } }),
       );
     }
+    await beforeLoad?.(page, context);
     const prompt = new PromptPage(context, page);
     await page.goto('/');
     await prompt.status.waitFor();
@@ -116,6 +130,10 @@ export class PromptPage {
 
   renderings(): Promise<Rendering[]> {
     return this.page.evaluate(() => (window as unknown as { renderings: Rendering[] }).renderings);
+  }
+
+  get browserContext(): BrowserContext {
+    return this.context;
   }
 
   close(): Promise<void> {

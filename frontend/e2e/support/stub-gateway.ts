@@ -2,7 +2,7 @@
  * A dependency-free stand-in for the Orchestra gateway, for UI work without the Python side
  * (`ORC_E2E_GATEWAY=stub npm run e2e`, or `node e2e/support/stub-gateway.ts --port 8000 --ui DIR`).
  * It speaks the `/ask` contract (SSE `delta`/`done`/`error`, `: ping`, JSON errors, `Retry-After`),
- * `GET /logs`, serves DIR at `/`, and follows the fake's directives `[xss]`, `[tokens:N]`, `[fail:N]`,
+ * `GET /logs`, serves DIR at `/` (and the demo's `POST /api/orchestra/session`, simplified), and follows the fake's directives `[xss]`, `[tokens:N]`, `[fail:N]`,
  * `[hang]`. Test-only admin routes under `/__stub/` replace the CLI. Never used by CI.
  */
 import { randomUUID } from 'node:crypto';
@@ -190,6 +190,13 @@ const server = createServer((req, res) => {
   const handle = async (): Promise<void> => {
     if (req.method === 'POST' && path === '/ask') return ask(req, res);
     if (req.method === 'POST' && path.startsWith('/__stub/')) return admin(path, req, res);
+    if (req.method === 'POST' && path === '/api/orchestra/session') {
+      // The demo backend's mint endpoint, simplified: a token of the first app, for 15 minutes.
+      const app = apps.values().next().value;
+      if (!app) return fail(res, 503, 'session_unavailable', 'req_session');
+      const expiresAt = new Date(Date.now() + 15 * 60_000).toISOString();
+      return json(res, 200, { token: issue(app).token, expires_at: expiresAt });
+    }
     if (req.method === 'GET' && path === '/logs') {
       const auth = authenticate(req);
       return auth

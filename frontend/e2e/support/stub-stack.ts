@@ -32,9 +32,14 @@ export async function startStubStack(): Promise<Stack> {
     return (await response.json()) as T;
   };
   const { token } = await admin<{ token: string }>('apps', { app: 'e2e' });
-  await writeFile(join(uiDir, 'config.json'), JSON.stringify({ baseUrl: '', token }));
+  await writeFile(
+    join(uiDir, 'config.json'),
+    JSON.stringify({ baseUrl: '', sessionUrl: '/api/orchestra/session' }),
+  );
   return {
     origin,
+    shortSessionOrigin: null,
+    gatewayUrl: origin,
     token,
     async revokedToken() {
       const issued = await admin<{ id: string; token: string }>('tokens', { app: 'e2e' });

@@ -1,4 +1,5 @@
-"""GET /status: liveness and readiness (database, Redis), plus the caller's app when known."""
+"""GET /status: liveness and readiness (database, Redis), plus the caller's app when known;
+for an end user (session or OIDC token), what is left of the app's limits and the user's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from fastapi.responses import JSONResponse
 
 from gateway import __version__
 from gateway.core.errors import GatewayError
+from gateway.core.quota_policy import LIMIT_BUDGET, MICROS, SCOPE_APP, SCOPE_USER, LimitState
 from gateway.http.deps import authenticate_app, bearer, resources_of
+from gateway.http.ratelimit import headers_for
 from gateway.http.schemas import StatusBody
 from gateway.services import quotas
 
@@ -53,6 +56,7 @@ async def status(request: Request) -> JSONResponse:
         # Upstreams that failed lately: "open" fails fast, "half_open" lets one probe through.
         "circuits": resources.breakers.states(),
     }
+    headers: dict[str, str] = {}
     if healthy and bearer(request) is not None:
         try:
             ctx = await authenticate_app(request)
@@ -68,4 +72,27 @@ async def status(request: Request) -> JSONResponse:
             }
             if ctx.user is not None:
                 body["user"] = {"id": ctx.user, "credential": ctx.credential}
-    return JSONResponse(body, status_code=200 if healthy else 503)
+                states = await resources.limiter.remaining(ctx.app_id, limits, user=ctx.user)
+                body["app"]["quota"]["remaining"] = _remaining(states, SCOPE_APP)
+                body["user"]["quota"] = {
+                    "limits": limits.user_numeric(),
+                    "remaining": _remaining(states, SCOPE_USER),
+                }
+                # The tighter of the app's limits and the user's, as on every answer.
+                headers = headers_for(states, openai=False)
+    return JSONResponse(body, status_code=200 if healthy else 503, headers=headers)
+
+
+def _remaining(states: tuple[LimitState, ...], scope: str) -> dict[str, dict[str, Any]]:
+    """One scope's limits as they are now: what is left of each, and when it resets."""
+    shown: dict[str, dict[str, Any]] = {}
+    for state in states:
+        if state.scope != scope:
+            continue
+        unit = MICROS if state.name == LIMIT_BUDGET else 1
+        shown[state.name] = {
+            "limit": state.limit / unit if unit != 1 else state.limit,
+            "remaining": state.remaining / unit if unit != 1 else state.remaining,
+            "reset_s": round(state.reset_s, 3),
+        }
+    return shown

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx
+import openai
 import pytest
 from pydantic import SecretStr
 
@@ -596,7 +597,10 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     body = response.json()
     assert set(body) == {"error"}, body
     error: dict[str, Any] = body["error"]
-    assert set(error) == {"code", "message", "request_id"}, error
+    # A quota refusal says whose limit it was: the app's (everyone's) or this user's.
+    scoped = {"scope"} if code == "quota_exceeded" else set()
+    assert set(error) == {"code", "message", "request_id", *scoped}, error
+    assert error.get("scope", "app") in ("app", "user"), error
     assert error["code"] == code, error
     assert error["message"], error
     assert error["request_id"] == response.headers["x-request-id"], (error, response.headers)
@@ -655,3 +659,28 @@ async def wait_for_records(
         lambda records: wanted <= {r["request_id"] for r in records},
         timeout=timeout,
     )
+
+
+#: Makes AsyncOpenAI clients on the gateway's /v1 with a given key.
+SDK = Callable[[str], openai.AsyncOpenAI]
+
+
+@pytest.fixture
+async def sdk(gateway: Gateway) -> AsyncIterator[SDK]:
+    """Make AsyncOpenAI clients on the gateway's /v1 with a given key (closed at the end)."""
+    clients: list[openai.AsyncOpenAI] = []
+
+    def make(api_key: str) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=f"{gateway.url}/v1",
+            max_retries=0,
+            timeout=10,
+            http_client=openai.DefaultAsyncHttpxClient(verify=TLS),
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()

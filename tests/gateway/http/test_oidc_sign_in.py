@@ -93,7 +93,9 @@ async def test_a_valid_access_token_asks_as_its_user(
         status = await client.get(
             "/status", headers={"Authorization": f"Bearer {provider.token(key, sub='alice')}"}
         )
-        assert status.json()["user"] == {"id": "alice", "credential": "oidc"}
+        user = status.json()["user"]
+        assert (user["id"], user["credential"]) == ("alice", "oidc")
+        assert user["quota"]["remaining"] == {}  # no per-user limit set on this app
         logs = await client.get("/logs", headers={"Authorization": f"Bearer {provider.token(key)}"})
         assert_error(logs, 403, "insufficient_scope")
     assert app.name in (await oidc_gateway.cli("apps", "show", app.name))

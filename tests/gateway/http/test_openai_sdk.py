@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable
 
 import openai
 import pytest
@@ -11,37 +10,13 @@ import pytest
 from tests.gateway.http.conftest import (
     FAST_FAKE_TOKENS,
     MODEL,
-    TLS,
+    SDK,
     AppHandle,
     Apps,
     Fake,
-    Gateway,
 )
 
 pytestmark = pytest.mark.anyio
-
-SDK = Callable[[str], openai.AsyncOpenAI]
-
-
-@pytest.fixture
-async def sdk(gateway: Gateway) -> AsyncIterator[SDK]:
-    """Make AsyncOpenAI clients on the gateway's /v1 with a given key (closed at the end)."""
-    clients: list[openai.AsyncOpenAI] = []
-
-    def make(api_key: str) -> openai.AsyncOpenAI:
-        client = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=f"{gateway.url}/v1",
-            max_retries=0,
-            timeout=10,
-            http_client=openai.DefaultAsyncHttpxClient(verify=TLS),
-        )
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
 
 
 def user(text: str) -> list[dict[str, str]]:

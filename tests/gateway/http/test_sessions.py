@@ -79,7 +79,9 @@ async def test_a_session_works_on_ask_chat_models_and_status(
         await sdk.close()
     status = (await client.get("/status", headers=bearer(token))).json()
     assert status["app"]["name"] == app.name
-    assert status["user"] == {"id": "u-123", "credential": "session"}
+    user = status["user"]
+    assert (user["id"], user["credential"]) == ("u-123", "session")
+    assert set(user) == {"id", "credential", "quota"}  # quota: the per-user limits left
 
 
 async def test_a_session_cannot_mint_sessions_nor_read_logs(

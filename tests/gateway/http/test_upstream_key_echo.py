@@ -25,7 +25,6 @@ from gateway.storage import request_logs
 from gateway.storage.database import Database
 from tests.gateway.http.conftest import (
     MODEL,
-    TLS,
     AppHandle,
     Apps,
     Gateway,
@@ -87,26 +86,6 @@ def leaks(key: str, text: str) -> list[str]:
 async def upstream() -> AsyncIterator[RawServer]:
     async with raw_server(echoing_upstream) as server:
         yield server
-
-
-@pytest.fixture
-async def sdk(gateway: Gateway) -> AsyncIterator[Any]:
-    clients: list[openai.AsyncOpenAI] = []
-
-    def make(token: str) -> openai.AsyncOpenAI:
-        client = openai.AsyncOpenAI(
-            api_key=token,
-            base_url=f"{gateway.url}/v1",
-            max_retries=0,
-            timeout=10,
-            http_client=openai.DefaultAsyncHttpxClient(verify=TLS),
-        )
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
 
 
 async def ask_texts(client: httpx.AsyncClient, app: AppHandle) -> tuple[list[str], list[str]]:

@@ -175,6 +175,27 @@ async def test_a_quota_rejection_is_counted_with_its_limit_and_no_upstream_call(
     assert len(await fake.requests_with(nonce)) == 1
 
 
+async def test_a_users_quota_rejection_is_counted_as_user_limit_without_the_user(
+    client: httpx.AsyncClient, gateway: Gateway, apps: Apps
+) -> None:
+    app = await apps.add()
+    await gateway.cli("quotas", "set", app.name, "--user-rpm", "1")
+    minted = await client.post("/sessions", json={"user": "u-secret-42"}, headers=app.auth)
+    assert minted.status_code == 201, minted.text
+    user = {"Authorization": f"Bearer {minted.json()['token']}"}
+    nonce = secrets.token_hex(6)
+    for expected in (200, 429):
+        response = await client.post(
+            "/ask", json={"prompt": f"hi {nonce}", "stream": False}, headers=user
+        )
+        assert response.status_code == expected, response.text
+    after = await settled(gateway, app.name, 2)
+    assert after.value(QUOTA, app=app.name, limit="user_rpm") == 1
+    assert after.total(QUOTA, app=app.name) == 1
+    # Metrics never name a user (unbounded cardinality).
+    assert "u-secret-42" not in after.text
+
+
 @pytest.mark.parametrize(
     ("case", "kind", "status"),
     [

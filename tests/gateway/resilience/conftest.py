@@ -308,7 +308,8 @@ class Ended:
             assert self.names.count("done") + self.names.count("error") == 1, self.names
             if self.last.name == "error":
                 error = self.last.json
-                assert set(error) == {"code", "message", "request_id"}, error
+                scoped = {"scope"} if error.get("code") == "quota_exceeded" else set()
+                assert set(error) == {"code", "message", "request_id", *scoped}, error
                 assert error["request_id"] == self.request_id
                 return f"error:{error['code']}"
             return "done"

@@ -7,7 +7,7 @@ when Redis cannot be reached, to check each fail policy.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -230,7 +230,15 @@ class DownCounters:
 
     calls = 0
 
-    async def reserve(self, limits: Limits, reservation: Reservation) -> Decision:
+    async def reserve(
+        self, limits: Limits, reservation: Reservation, user_limits: Limits | None = None
+    ) -> Decision:
+        self.calls += 1
+        raise CountersUnavailable("ConnectionError")
+
+    async def remaining(
+        self, limits: Limits, reservation: Reservation, user_limits: Limits | None = None
+    ) -> tuple[LimitState, ...]:
         self.calls += 1
         raise CountersUnavailable("ConnectionError")
 
@@ -243,12 +251,18 @@ class DownCounters:
         cost_micros: int,
         now: float,
         calendar: Calendar,
+        user: str | None = None,
     ) -> None:
         self.calls += 1
         raise CountersUnavailable("ConnectionError")
 
     async def renew(
-        self, leases: Mapping[str, Sequence[str]], *, now: float, expires: float
+        self,
+        leases: Mapping[str, Sequence[str]],
+        *,
+        now: float,
+        expires: float,
+        users: Mapping[str, Collection[str]] | None = None,
     ) -> int:
         self.calls += 1
         raise CountersUnavailable("ConnectionError")

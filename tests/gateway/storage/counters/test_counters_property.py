@@ -137,7 +137,8 @@ class AppModel:
 
 class ReferenceModel:
     def __init__(self) -> None:
-        self.apps: dict[str, AppModel] = {}
+        self.apps: dict[str, AppModel] = {}  # apps, and users as "app/user"
+        self.shares: dict[str, str] = {}  # reservation id -> the user ("app/user") sharing it
 
     def app(self, app_id: str) -> AppModel:
         return self.apps.setdefault(app_id, AppModel())
@@ -152,7 +153,10 @@ class ReferenceModel:
         cost: int,
         now: float,
         ttl: float,
+        hold: bool = True,
+        scope: str = "app",
     ) -> Decision:
+        """The decision on one scope's limits; ``hold=False``: decide, but count nothing."""
         app = self.app(app_id)
         window = app.window(now)
         live = app.live(now)
@@ -175,7 +179,7 @@ class ReferenceModel:
         elif limits.budget is not None and month_used + cost > limits.budget:
             refused = "budget_usd_month"
 
-        admitted = refused is None
+        admitted = refused is None and hold
         if admitted:
             entry = Admitted(rid, now, tokens, cost, now + ttl, counted=tokens)
             app.admitted.append(entry)
@@ -190,22 +194,24 @@ class ReferenceModel:
         states: list[LimitState] = []
         if limits.rpm is not None:
             left = limits.rpm - requests - taken
-            states.append(LimitState("rpm", limits.rpm, max(0, left), window_reset()))
+            states.append(LimitState("rpm", limits.rpm, max(0, left), window_reset(), scope))
         if limits.tpm is not None:
             left = limits.tpm - window_tokens - tokens * taken
-            states.append(LimitState("tpm", limits.tpm, max(0, left), window_reset()))
+            states.append(LimitState("tpm", limits.tpm, max(0, left), window_reset(), scope))
         if limits.tokens_per_day is not None:
             left = limits.tokens_per_day - day_used - tokens * taken
             reset = seconds_to_midnight(now)
-            states.append(LimitState("tokens_per_day", limits.tokens_per_day, max(0, left), reset))
+            day = limits.tokens_per_day
+            states.append(LimitState("tokens_per_day", day, max(0, left), reset, scope))
         if limits.max_concurrent is not None:
             left = limits.max_concurrent - len(live) - taken
-            states.append(LimitState("max_concurrent", limits.max_concurrent, max(0, left), 1.0))
+            most = limits.max_concurrent
+            states.append(LimitState("max_concurrent", most, max(0, left), 1.0, scope))
         if limits.budget is not None:
             left = limits.budget - month_used - cost * taken
             reset = seconds_to_month_end(now)
-            states.append(LimitState("budget_usd_month", limits.budget, max(0, left), reset))
-        if admitted:
+            states.append(LimitState("budget_usd_month", limits.budget, max(0, left), reset, scope))
+        if refused is None:
             return Decision(admitted=True, states=tuple(states))
 
         if refused == "max_concurrent":
@@ -218,7 +224,58 @@ class ReferenceModel:
             retry = seconds_to_midnight(now)
         else:
             retry = seconds_to_month_end(now)
-        return Decision(admitted=False, limit=refused, retry_after=retry, states=tuple(states))
+        return Decision(False, refused, retry, tuple(states), scope)
+
+    def reserve_with_user(
+        self,
+        app_id: str,
+        user: str,
+        limits: tuple[AppLimits, AppLimits],
+        *,
+        rid: str,
+        tokens: int,
+        cost: int,
+        now: float,
+        ttl: float,
+    ) -> Decision:
+        """The app's limits, then the user's: held by both or neither."""
+        share = f"{app_id}/{user}"
+        app_limits, user_limits = limits
+        app_try = self.reserve(
+            app_id, app_limits, rid=rid, tokens=tokens, cost=cost, now=now, ttl=ttl, hold=False
+        )
+        user_try = self.reserve(
+            share,
+            user_limits,
+            rid=rid,
+            tokens=tokens,
+            cost=cost,
+            now=now,
+            ttl=ttl,
+            hold=False,
+            scope="user",
+        )
+        states = app_try.states + user_try.states
+        for attempt in (app_try, user_try):
+            if not attempt.admitted:
+                return Decision(False, attempt.limit, attempt.retry_after, states, attempt.scope)
+        held = (
+            self.reserve(
+                app_id, app_limits, rid=rid, tokens=tokens, cost=cost, now=now, ttl=ttl
+            ).states
+            + self.reserve(
+                share,
+                user_limits,
+                rid=rid,
+                tokens=tokens,
+                cost=cost,
+                now=now,
+                ttl=ttl,
+                scope="user",
+            ).states
+        )
+        self.shares[rid] = share
+        return Decision(admitted=True, states=held)
 
     @staticmethod
     def _tpm_retry(window: list[Admitted], tokens: int, limit: int, now: float) -> float:
@@ -233,6 +290,11 @@ class ReferenceModel:
         return WINDOW
 
     def settle(self, app_id: str, rid: str, *, tokens: int, cost: int, now: float) -> None:
+        if rid in self.shares:  # the user's share: released, and the usage counts for them
+            self._settle(self.shares[rid], rid, tokens=tokens, cost=cost, now=now)
+        self._settle(app_id, rid, tokens=tokens, cost=cost, now=now)
+
+    def _settle(self, app_id: str, rid: str, *, tokens: int, cost: int, now: float) -> None:
         app = self.app(app_id)
         entry = app.find(rid)
         if entry is not None:
@@ -244,6 +306,10 @@ class ReferenceModel:
         entry = self.app(app_id).find(rid)
         if entry is not None and not entry.settled and now < entry.expires:
             entry.expires = expires
+            if rid in self.shares:  # the user's share lives as long as the app's lease
+                shared = self.app(self.shares[rid]).find(rid)
+                assert shared is not None
+                shared.expires = expires
             return True
         return False
 
@@ -263,8 +329,11 @@ def assert_same(actual: Decision, expected: Decision, context: str = "") -> None
     where = f"{context}\n  backend: {actual}\n  model:   {expected}"
     assert actual.admitted == expected.admitted, f"admitted differs{where}"
     assert actual.limit == expected.limit, f"limit differs{where}"
+    assert actual.scope == expected.scope, f"scope differs{where}"
     assert close(actual.retry_after, expected.retry_after), f"retry_after differs{where}"
-    assert [s.name for s in actual.states] == [s.name for s in expected.states], where
+    assert [(s.scope, s.name) for s in actual.states] == [
+        (s.scope, s.name) for s in expected.states
+    ], where
     for got, want in zip(actual.states, expected.states, strict=True):
         assert (got.limit, got.remaining) == (want.limit, want.remaining), f"{got.name}{where}"
         assert close(got.reset_s, want.reset_s), f"{got.name} reset_s{where}"
@@ -379,6 +448,8 @@ class CountersMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.ttl = 60.0
         self.limits: list[AppLimits] = []
+        self.user_limits: list[AppLimits | None] = []
+        self.users: dict[str, str] = {}  # reservation id -> the user sharing it
         self.admitted: list[tuple[str, str]] = []  # (app id, reservation id)
         self.unsettled: list[tuple[str, str]] = []
         self.count = 0
@@ -394,33 +465,52 @@ class CountersMachine(RuleBasedStateMachine):
         ),
         ttl=ttls,
         limits=st.lists(app_limits, min_size=1, max_size=3),
+        user_limits=st.lists(st.one_of(st.none(), app_limits), min_size=3, max_size=3),
     )
-    def setup(self, start: float, ttl: float, limits: list[AppLimits]) -> None:
+    def setup(
+        self,
+        start: float,
+        ttl: float,
+        limits: list[AppLimits],
+        user_limits: list[AppLimits | None],
+    ) -> None:
         self.now = float(start)
         self.ttl = ttl
         self.limits = limits
+        self.user_limits = user_limits
 
     # --- operations ---------------------------------------------------------------------------
 
-    @rule(app=st.integers(0, 2), tokens=st.integers(0, 160), cost=st.integers(0, 1200))
-    def reserve(self, app: int, tokens: int, cost: int) -> None:
-        self.check_reserve(app, tokens, cost)
+    @rule(
+        app=st.integers(0, 2),
+        tokens=st.integers(0, 160),
+        cost=st.integers(0, 1200),
+        user=st.integers(0, 2),
+    )
+    def reserve(self, app: int, tokens: int, cost: int, user: int) -> None:
+        self.check_reserve(app, tokens, cost, user)
 
     @rule(
         burst=st.lists(
-            st.tuples(st.integers(0, 2), st.integers(0, 160), st.integers(0, 1200)),
+            st.tuples(
+                st.integers(0, 2), st.integers(0, 160), st.integers(0, 1200), st.integers(0, 2)
+            ),
             min_size=2,
             max_size=6,
         )
     )
-    def reserve_at_once(self, burst: list[tuple[int, int, int]]) -> None:
+    def reserve_at_once(self, burst: list[tuple[int, int, int, int]]) -> None:
         """Several requests at the same instant (ties in the logs' order)."""
-        for app, tokens, cost in burst:
-            self.check_reserve(app, tokens, cost)
+        for app, tokens, cost, user in burst:
+            self.check_reserve(app, tokens, cost, user)
 
-    def check_reserve(self, app: int, tokens: int, cost: int) -> None:
+    def check_reserve(self, app: int, tokens: int, cost: int, user_number: int) -> None:
+        """A reservation of the app itself (user 0) or of one of its two users; a user's is
+        checked against the app's per-user limits too, when it has some."""
         app_id = f"app_{app % len(self.limits)}"
         limits = self.limits[app % len(self.limits)]
+        per_user = self.user_limits[app % len(self.limits)]
+        user = f"u{user_number}" if user_number and per_user is not None else None
         self.count += 1
         rid = f"res_{self.count:05d}"
         reservation = Reservation(
@@ -431,11 +521,29 @@ class CountersMachine(RuleBasedStateMachine):
             now=self.now,
             ttl=self.ttl,
             calendar=Calendar.at(self.now),
+            user=user,
         )
-        decisions = self.on_each(lambda c: c.reserve(limits.as_limits(), reservation))
-        expected = self.model.reserve(
-            app_id, limits, rid=rid, tokens=tokens, cost=cost, now=self.now, ttl=self.ttl
-        )
+        if user is None or per_user is None:
+            decisions = self.on_each(lambda c: c.reserve(limits.as_limits(), reservation))
+            expected = self.model.reserve(
+                app_id, limits, rid=rid, tokens=tokens, cost=cost, now=self.now, ttl=self.ttl
+            )
+        else:
+            both = (limits.as_limits(), per_user.as_limits())
+            decisions = self.on_each(lambda c: c.reserve(both[0], reservation, both[1]))
+            expected = self.model.reserve_with_user(
+                app_id,
+                user,
+                (limits, per_user),
+                rid=rid,
+                tokens=tokens,
+                cost=cost,
+                now=self.now,
+                ttl=self.ttl,
+            )
+            self.seen[f"reserve with a user: {expected.scope or 'admitted'}"] += 1
+            if expected.admitted:
+                self.users[rid] = user
         for name, actual in decisions.items():
             context = f"{name}: reserve {rid} of {app_id} ({limits}) at {self.now}"
             assert_same(actual, expected, context)
@@ -451,10 +559,14 @@ class CountersMachine(RuleBasedStateMachine):
         # real usage may be below or above the estimate, and the lease may have expired.
         app_id, rid = data.draw(st.sampled_from(self.unsettled), label="reservation")
         self.unsettled.remove((app_id, rid))
-        now, day = self.now, Calendar.at(self.now)
+        now, day, user = self.now, Calendar.at(self.now), self.users.get(rid)
         self.on_each(
-            lambda c: c.settle(app_id, rid, tokens=tokens, cost_micros=cost, now=now, calendar=day)
+            lambda c: c.settle(
+                app_id, rid, tokens=tokens, cost_micros=cost, now=now, calendar=day, user=user
+            )
         )
+        if user is not None:
+            self.seen["settle: with a user"] += 1
         entry = self.model.app(app_id).find(rid)
         assert entry is not None
         self.seen["settle: lease expired" if entry.expires <= now else "settle: lease live"] += 1
@@ -471,7 +583,11 @@ class CountersMachine(RuleBasedStateMachine):
         )
         now, expires = self.now, self.now + self.ttl
         leases: dict[str, list[str]] = {}
+        users: dict[str, set[str]] = {}
         for app_id, rid in batch:
+            if rid in self.users:
+                users.setdefault(app_id, set()).add(self.users[rid])
+                self.seen["renew: with a user"] += 1
             entry = self.model.app(app_id).find(rid)
             assert entry is not None
             if entry.settled:
@@ -481,7 +597,7 @@ class CountersMachine(RuleBasedStateMachine):
             leases.setdefault(app_id, []).append(rid)
         if len(leases) > 1:
             self.seen["renew: several apps"] += 1
-        renewed = self.on_each(lambda c: c.renew(leases, now=now, expires=expires))
+        renewed = self.on_each(lambda c: c.renew(leases, now=now, expires=expires, users=users))
         expected = sum(
             self.model.renew(app_id, rid, now=now, expires=expires) for app_id, rid in batch
         )
@@ -561,6 +677,11 @@ def test_memory_and_redis_counters_match_the_model(loop: Loop, redis_13: Redis) 
         "renew: several apps",
         "to next midnight",
         "to next month",
+        "reserve with a user: admitted",
+        "reserve with a user: app",
+        "reserve with a user: user",
+        "settle: with a user",
+        "renew: with a user",
     ):
         assert seen[case] >= EXAMPLES // 20, (case, seen)
 

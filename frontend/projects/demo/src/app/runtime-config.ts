@@ -1,18 +1,22 @@
-import { OrchestraConfig } from 'orchestra-client';
-
 /** Where the demo reads its settings at startup: next to `index.html`, written by whoever serves it. */
 export const RUNTIME_CONFIG_URL = 'config.json';
 
-/** The gateway settings, and an optional notice the page shows above the prompt. */
-export interface RuntimeConfig extends OrchestraConfig {
+/** The gateway, the app backend's session endpoint, and an optional notice shown above the prompt. */
+export interface RuntimeConfig {
+  /** The gateway's base URL, e.g. `http://127.0.0.1:8001`; `""` means the page's own origin. */
+  readonly baseUrl: string;
+  /** The app backend's endpoint that mints session tokens (same origin as the page, with its cookie). */
+  readonly sessionUrl: string;
   /** E.g. from `orchestra demo`: the answers come from a stand-in model, not from OpenAI. */
   readonly notice?: string;
 }
 
 /**
- * Reads `config.json` (`{"baseUrl": "http://127.0.0.1:8000", "token": "orc_…", "notice": "…"}`; `baseUrl`
- * may be `""` or left out when the gateway serves the demo itself; `notice` is optional). Rejects with a
- * readable message when it is missing or malformed, so the page can say what to fix.
+ * Reads `config.json` (`{"baseUrl": "http://127.0.0.1:8001", "sessionUrl": "/api/orchestra/session",
+ * "notice": "…"}`; `baseUrl` may be `""` or left out when the gateway is on the page's origin; `notice` is
+ * optional). There is no token in it: the page only ever holds short-lived session tokens from `sessionUrl`,
+ * and a `config.json` that carries a token is refused. Rejects with a readable message when the file is
+ * missing or malformed, so the page can say what to fix.
  */
 export async function loadRuntimeConfig(
   url: string = RUNTIME_CONFIG_URL,
@@ -37,18 +41,26 @@ export async function loadRuntimeConfig(
 }
 
 function parseRuntimeConfig(value: unknown, url: string): RuntimeConfig {
-  if (typeof value !== 'object' || value === null) {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new Error(`${url} must be a JSON object.`);
   }
-  const { baseUrl = '', token, notice } = value as Record<string, unknown>;
+  const { baseUrl = '', sessionUrl, notice, token } = value as Record<string, unknown>;
+  if (token !== undefined) {
+    throw new Error(
+      `${url}: "token" is not allowed: an app token must stay on the app's server; ` +
+        `the page gets session tokens from "sessionUrl".`,
+    );
+  }
   if (typeof baseUrl !== 'string') {
     throw new Error(`${url}: "baseUrl" must be a string.`);
   }
-  if (typeof token !== 'string' || token === '') {
-    throw new Error(`${url}: "token" must be a non-empty string (an orc_… app token).`);
+  if (typeof sessionUrl !== 'string' || sessionUrl === '') {
+    throw new Error(
+      `${url}: "sessionUrl" must be a non-empty string (the app backend's session endpoint).`,
+    );
   }
   if (notice !== undefined && typeof notice !== 'string') {
     throw new Error(`${url}: "notice" must be a string.`);
   }
-  return notice ? { baseUrl, token, notice } : { baseUrl, token };
+  return notice ? { baseUrl, sessionUrl, notice } : { baseUrl, sessionUrl };
 }
