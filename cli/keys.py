@@ -37,7 +37,7 @@ def set_(
 
 @app.command("rotate-master")
 def rotate_master(ctx: typer.Context) -> None:
-    """Re-encrypt every stored key under a new master key.
+    """Re-encrypt every stored key (provider keys, session secrets) under a new master key.
 
     With the key file: a new key is generated and written first beside the old one, every key is
     re-encrypted in one transaction, and only then is the old key dropped from the file. With
@@ -45,7 +45,7 @@ def rotate_master(ctx: typer.Context) -> None:
     """
     from gateway.security.keyring import Keyring, generate_master_key
     from gateway.security.master_key import resolve_master_keys, write_master_key_file
-    from gateway.services import provider_keys
+    from gateway.services import master_keys
 
     cli = CliContext.of(ctx)
     settings = cli.settings
@@ -59,15 +59,16 @@ def rotate_master(ctx: typer.Context) -> None:
             keys = current
     except GatewayError as error:
         fail(error)
-    report = cli.run(lambda db: provider_keys.reencrypt_all(db, Keyring(keys)))
+    report = cli.run(lambda db: master_keys.reencrypt_all(db, Keyring(keys)))
+    counts = f"({report.provider_keys} provider key(s), {report.session_secrets} session secret(s))"
     if settings.master_key is None:
         write_master_key_file(settings.master_key_file, keys[:1])
         output.print_success(
-            f"{report.reencrypted} key(s) re-encrypted under a new master key; "
+            f"{report.reencrypted} key(s) re-encrypted under a new master key {counts}; "
             f"{settings.master_key_file} now holds only the new key."
         )
     else:
         output.print_success(
             f"{report.reencrypted} key(s) re-encrypted under the first key of "
-            "ORCHESTRA_MASTER_KEY; the other keys can now be removed from it."
+            f"ORCHESTRA_MASTER_KEY {counts}; the other keys can now be removed from it."
         )

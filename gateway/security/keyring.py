@@ -50,29 +50,30 @@ class Keyring:
         payload = json.dumps({"app": app_id, "key": plaintext}, separators=(",", ":"))
         return self._fernet.encrypt(payload.encode()).decode()
 
-    def decrypt(self, ciphertext: str, *, app_id: str) -> str:
+    def decrypt(self, ciphertext: str, *, app_id: str, what: str = "provider key") -> str:
+        """The plaintext sealed for ``app_id``; ``what`` names the secret in the errors."""
         try:
             plaintext = self._fernet.decrypt(ciphertext.encode())
         except InvalidToken:
             raise MasterKeyError(
-                "A stored provider key cannot be decrypted with the configured master key(s)."
+                f"A stored {what} cannot be decrypted with the configured master key(s)."
             ) from None
         try:
             payload = json.loads(plaintext)
         except ValueError:  # not the {"app", "key"} envelope written by encrypt()
-            raise MasterKeyError("A stored provider key is corrupt.") from None
+            raise MasterKeyError(f"A stored {what} is corrupt.") from None
         if not isinstance(payload, dict) or payload.get("app") != app_id:
-            raise MasterKeyError("A stored provider key belongs to another app; refusing it.")
+            raise MasterKeyError(f"A stored {what} belongs to another app; refusing it.")
         key = payload.get("key")
         if not isinstance(key, str):
-            raise MasterKeyError("A stored provider key is corrupt.")
+            raise MasterKeyError(f"A stored {what} is corrupt.")
         return key
 
-    def rotate(self, ciphertext: str) -> str:
+    def rotate(self, ciphertext: str, *, what: str = "provider key") -> str:
         """Re-encrypt under the first (newest) master key, keeping the app binding."""
         try:
             return self._fernet.rotate(ciphertext.encode()).decode()
         except InvalidToken:
             raise MasterKeyError(
-                "A stored provider key cannot be decrypted with the configured master key(s)."
+                f"A stored {what} cannot be decrypted with the configured master key(s)."
             ) from None

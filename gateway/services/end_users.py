@@ -27,7 +27,7 @@ from gateway.identity.oidc import OidcConfig, OidcRef, OidcVerifier, peek_oidc
 from gateway.security.keyring import Keyring
 from gateway.security.sessions import peek_session, verify_session
 from gateway.services.auth_epochs import AuthEpochs
-from gateway.services.sessions import decode_secret
+from gateway.services.sessions import read_secret
 from gateway.services.tokens import AppContext, app_context
 from gateway.services.ttl_cache import TTLCache
 from gateway.services.views import QuotaLimits
@@ -69,11 +69,10 @@ async def load_app_auth(db: Database, keyring: Keyring, app_id: str) -> AppAuth 
         quota = await quota_rows.get_quota(session, app_id)
         secrets = await session_rows.secrets_of(session, app_id)
         revocations = await session_rows.live_revocations(session, app_id, now)
-    max_age = app.session_max_ttl_s
     usable = {
-        row.kid: decode_secret(keyring.decrypt(row.ciphertext, app_id=app_id))
+        row.kid: read_secret(keyring, row)
         for row in secrets
-        if row.retired_at is None or (now - row.retired_at).total_seconds() < max_age
+        if row.retired_at is None or (row.valid_until is not None and now < row.valid_until)
     }
     revoked_all: int | None = None
     revoked_users: dict[str, int] = {}
@@ -118,6 +117,7 @@ class EndUserAuth:
         self._directory: dict[tuple[str, str], str] = {}
         self._directory_at = -float("inf")
         self._directory_lock = asyncio.Lock()
+        self._still_current = self._current  # bound once: this runs on every request
 
     async def authenticate(self, presented: str, *, now: datetime | None = None) -> AppContext:
         now = now or utcnow()
@@ -187,7 +187,7 @@ class EndUserAuth:
         return time.monotonic() - auth.loaded_at >= RELOAD_INTERVAL_S
 
     async def _app(self, app_id: str) -> AppAuth | None:
-        return await self._apps.get(app_id, lambda: self._load(app_id), self._current)
+        return await self._apps.get(app_id, lambda: self._load(app_id), self._still_current)
 
     def _current(self, auth: AppAuth | None) -> bool:
         if auth is None:

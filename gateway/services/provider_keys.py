@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.core.errors import ConfigurationError, InvalidRequest, NotFound
@@ -58,23 +56,18 @@ async def provider_key_for(db: Database, keyring: Keyring, *, app_id: str) -> st
     return keyring.decrypt(row.ciphertext, app_id=app_id)
 
 
-@dataclass(frozen=True, slots=True)
-class RotationReport:
-    reencrypted: int
-
-
-async def reencrypt_all(db: Database, keyring: Keyring) -> RotationReport:
-    """Re-encrypt every stored key under the keyring's first key, in one transaction."""
-    async with db.session() as session:
-        rows = await key_rows.all_encrypted_keys(session)
-        for row in rows:
-            # Decrypt first: checks the app binding before anything is rewritten.
-            keyring.decrypt(row.ciphertext, app_id=row.app_id)
-            row.ciphertext = keyring.rotate(row.ciphertext)
-            row.updated_at = utcnow()
-            session.add(row)
-        await session.flush()
-    return RotationReport(reencrypted=len(rows))
+async def reencrypt_keys(session: AsyncSession, keyring: Keyring) -> int:
+    """Re-encrypt every stored provider key under the keyring's first key (in the caller's
+    unit of work); how many. Nothing is written if one cannot be read."""
+    rows = await key_rows.all_encrypted_keys(session)
+    for row in rows:
+        # Decrypt first: checks the app binding before anything is rewritten.
+        keyring.decrypt(row.ciphertext, app_id=row.app_id)
+        row.ciphertext = keyring.rotate(row.ciphertext)
+        row.updated_at = utcnow()
+        session.add(row)
+    await session.flush()
+    return len(rows)
 
 
 class ProviderKeyCache:

@@ -17,9 +17,12 @@ import base64
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from gateway.core import validation
 from gateway.core.errors import (
     InvalidRequest,
+    MasterKeyError,
     NotFound,
     StorageUnavailable,
     UnprocessableRequest,
@@ -34,8 +37,12 @@ from gateway.storage.database import Database
 from gateway.storage.tables import App, SessionRevocation, SessionSecret, utcnow
 
 DEFAULT_TTL_S = 900
+#: How a session secret is named in the keyring's errors.
+KEYRING_WHAT = "session secret"
 #: The largest ``session_max_ttl_s`` an app may have: a revocation is kept this long.
 MAX_SESSION_TTL_S = 86_400
+#: A retired secret verifies this much longer than the longest session it signed (skew).
+RETIRED_SECRET_MARGIN_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +60,23 @@ class RotationReport:
     revoked: bool
 
 
+def retired_secret_valid_until(app: App, now: datetime) -> datetime:
+    """Until when a secret retired ``now`` verifies: the longest session it can have signed,
+    plus the clock skew a session's expiry is checked with."""
+    return now + timedelta(seconds=app.session_max_ttl_s + RETIRED_SECRET_MARGIN_S)
+
+
 def encode_secret(secret: bytes) -> str:
     return base64.urlsafe_b64encode(secret).decode()
 
 
 def decode_secret(text: str) -> bytes:
     return base64.urlsafe_b64decode(text.encode())
+
+
+def read_secret(keyring: Keyring, row: SessionSecret) -> bytes:
+    """The secret a stored row holds (MasterKeyError, naming a session secret, if unreadable)."""
+    return decode_secret(keyring.decrypt(row.ciphertext, app_id=row.app_id, what=KEYRING_WHAT))
 
 
 def _new_secret_row(keyring: Keyring, app_id: str, now: datetime) -> tuple[SessionSecret, bytes]:
@@ -97,7 +115,7 @@ async def _signing_secret(
         return (
             app,
             current.kid,
-            decode_secret(keyring.decrypt(current.ciphertext, app_id=app_id)),
+            read_secret(keyring, current),
             None,
         )
     async with db.session() as session:
@@ -107,7 +125,7 @@ async def _signing_secret(
         rows = await session_rows.secrets_of(session, app_id)
         current = next((row for row in rows if row.retired_at is None), None)
         if current is not None:  # created meanwhile by another gateway
-            secret = decode_secret(keyring.decrypt(current.ciphertext, app_id=app_id))
+            secret = read_secret(keyring, current)
             return app, current.kid, secret, None
         row, secret = _new_secret_row(keyring, app_id, utcnow())
         await session_rows.insert_secret(session, row)
@@ -190,8 +208,8 @@ async def rotate_secret(
     announcer: Announcer | None = None,
 ) -> RotationReport:
     """Sign new sessions with a new secret. The old one keeps verifying the sessions it signed
-    until they expire (``session_max_ttl_s``), unless ``revoke``: then it is deleted and every
-    session of the app ends."""
+    until they expire (the ``session_max_ttl_s`` in force now, whatever it becomes later),
+    unless ``revoke``: then it is deleted and every session of the app ends."""
     app = await _app_named(db, app_name)
     now = utcnow()
     async with db.session() as session:
@@ -205,12 +223,33 @@ async def rotate_secret(
             await session_rows.delete_secrets(session, app.id)
             await session_rows.insert_revocation(session, _revocation(app.id, None, now))
         else:
-            await session_rows.retire_secrets(session, app.id, now)
-            expired = now - timedelta(seconds=locked.session_max_ttl_s)
-            await session_rows.delete_secrets(session, app.id, retired_before=expired)
+            await session_rows.delete_secrets(session, app.id, expired_at=now)
+            await session_rows.retire_secrets(
+                session, app.id, now, valid_until=retired_secret_valid_until(locked, now)
+            )
         row, _ = _new_secret_row(keyring, app.id, now)
         await session_rows.insert_secret(session, row)
         epoch = await app_rows.bump_auth_epoch(session, app.id)
     if announcer is not None:
         await announcer.announce(app.id, epoch)
     return RotationReport(app_name=app.name, kid=row.kid, retired=len(old), revoked=revoke)
+
+
+async def reencrypt_secrets(session: AsyncSession, keyring: Keyring) -> int:
+    """Re-encrypt every stored session secret under the keyring's first key (in the caller's
+    unit of work); how many. One that cannot be read is named, with its app, and stops it."""
+    rows = await session_rows.all_secrets(session)
+    for row, app_name in rows:
+        try:
+            read_secret(keyring, row)
+        except MasterKeyError as error:
+            raise MasterKeyError(
+                f"{error.message} It is the session secret {row.kid} of the app "
+                f"{app_name!r}. Nothing was re-encrypted. Replace it (this ends the app's "
+                f"sessions) with `orchestra sessions rotate-secret {app_name} --revoke`, "
+                "then run this again."
+            ) from None
+        row.ciphertext = keyring.rotate(row.ciphertext, what=KEYRING_WHAT)
+        session.add(row)
+    await session.flush()
+    return len(rows)

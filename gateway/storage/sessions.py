@@ -28,26 +28,38 @@ async def secrets_of(session: AsyncSession, app_id: str) -> Sequence[SessionSecr
     return result.all()
 
 
+async def all_secrets(session: AsyncSession) -> Sequence[tuple[SessionSecret, str]]:
+    """Every stored secret of every app, with its app's name (for a master-key rotation)."""
+    result = await session.exec(
+        select(SessionSecret, App.name)
+        .join(App, col(App.id) == col(SessionSecret.app_id))
+        .order_by(col(SessionSecret.app_id), col(SessionSecret.kid))
+    )
+    return result.all()
+
+
 async def insert_secret(session: AsyncSession, row: SessionSecret) -> None:
     session.add(row)
     await session.flush()
 
 
-async def retire_secrets(session: AsyncSession, app_id: str, at: datetime) -> None:
+async def retire_secrets(
+    session: AsyncSession, app_id: str, at: datetime, *, valid_until: datetime
+) -> None:
     await session.exec(
         update(SessionSecret)
         .where(col(SessionSecret.app_id) == app_id, col(SessionSecret.retired_at).is_(None))
-        .values(retired_at=at)
+        .values(retired_at=at, valid_until=valid_until)
     )
 
 
 async def delete_secrets(
-    session: AsyncSession, app_id: str, *, retired_before: datetime | None = None
+    session: AsyncSession, app_id: str, *, expired_at: datetime | None = None
 ) -> None:
-    """Delete the app's secrets (only those retired before a moment, if given)."""
+    """Delete the app's secrets (only the retired ones no longer valid at a moment, if given)."""
     statement = delete(SessionSecret).where(col(SessionSecret.app_id) == app_id)
-    if retired_before is not None:
-        statement = statement.where(col(SessionSecret.retired_at) < retired_before)
+    if expired_at is not None:
+        statement = statement.where(col(SessionSecret.valid_until) <= expired_at)
     await session.exec(statement)
 
 

@@ -114,6 +114,9 @@ class SessionSecret(SQLModel, table=True):
     created_at: datetime = _time_column()
     #: Set when rotated out; the secret still verifies sessions until they have expired.
     retired_at: datetime | None = _time_column(nullable=True)
+    #: Set with ``retired_at``: until when the secret verifies, from the ``session_max_ttl_s``
+    #: in force when it was retired (a later change of the setting does not move it).
+    valid_until: datetime | None = _time_column(nullable=True)
 
 
 class SessionRevocation(SQLModel, table=True):

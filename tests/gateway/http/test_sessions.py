@@ -228,3 +228,19 @@ async def test_sessions_cli_refuses_bad_arguments(gateway: Gateway, apps: Apps) 
         )
         assert result.returncode in (2, 3), (args, result.stderr)
         assert b"Traceback" not in result.stderr
+
+
+async def test_a_retired_secret_keeps_the_max_ttl_in_force_when_it_was_retired(
+    client: httpx.AsyncClient, gateway: Gateway, apps: Apps
+) -> None:
+    """Shortening ``session_max_ttl_s`` after a rotation does not cut the old sessions short:
+    they were minted under the old limit (before, the retired secret's life was computed from
+    the current setting, so this session was refused a second later)."""
+    app = await apps.add()
+    old = await mint(client, app, ttl_s=900)
+    assert (await ask(client, old)).status_code == 200
+    await gateway.cli("sessions", "rotate-secret", app.name)
+    await gateway.cli("apps", "update", app.name, "--session-max-ttl", "1")
+    await anyio.sleep(2.5)  # past the new limit, and past every replica's epoch interval
+    assert (await ask(client, old)).status_code == 200
+    assert (await ask(client, await mint(client, app, ttl_s=1))).status_code == 200

@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from gateway.core.errors import ConfigurationError, InvalidRequest, MasterKeyError, NotFound
 from gateway.security.keyring import Keyring, generate_master_key
-from gateway.services import provider_keys
+from gateway.services import master_keys, provider_keys
 from gateway.storage.database import Database
 from tests.gateway.services.conftest import register
 
@@ -82,7 +82,7 @@ async def test_reencrypt_all_moves_every_key_to_the_new_first_key(
     before = await _ciphertexts(database)
 
     new = generate_master_key()
-    report = await provider_keys.reencrypt_all(database, Keyring([new, old]))
+    report = await master_keys.reencrypt_all(database, Keyring([new, old]))
     assert report.reencrypted == 3
 
     after = await _ciphertexts(database)
@@ -105,9 +105,9 @@ async def test_reencrypt_all_changes_nothing_when_one_key_cannot_be_read(
     before = await _ciphertexts(database)
     # The old key reads "a" but not "b": the rewrite of "a" must be rolled back with the rest.
     with pytest.raises(MasterKeyError):
-        await provider_keys.reencrypt_all(database, Keyring([generate_master_key(), master_key]))
+        await master_keys.reencrypt_all(database, Keyring([generate_master_key(), master_key]))
     assert await _ciphertexts(database) == before
 
 
 async def test_reencrypt_all_with_no_keys(database: Database, keyring: Keyring) -> None:
-    assert (await provider_keys.reencrypt_all(database, keyring)).reencrypted == 0
+    assert (await master_keys.reencrypt_all(database, keyring)).reencrypted == 0

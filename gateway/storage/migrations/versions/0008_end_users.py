@@ -3,7 +3,8 @@
 - ``apps``: ``session_max_ttl_s`` (3600), ``oidc_issuer``, ``oidc_audience``,
   ``oidc_user_claim`` (``sub``); an (issuer, audience) pair names at most one app.
 - ``session_secrets``: an app's HS256 secrets by ``kid``, encrypted with the keyring like the
-  provider keys; a rotated-out one keeps its ``retired_at`` until its sessions have expired.
+  provider keys; a rotated-out one gets ``retired_at`` and ``valid_until`` (from the app's
+  ``session_max_ttl_s`` at that moment) and is kept until then.
 - ``session_revocations``: sessions of the app (``user`` NULL) or of one user issued at or
   before ``revoked_before`` are refused; the row is kept until ``expires_at``, after which no
   session it could refuse is still alive.
@@ -49,6 +50,7 @@ def upgrade() -> None:
         sa.Column("ciphertext", sa.Text(), nullable=False),
         _time("created_at"),
         _time("retired_at", nullable=True),
+        _time("valid_until", nullable=True),
         sa.ForeignKeyConstraint(["app_id"], ["apps.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("app_id", "kid"),
     )
