@@ -37,9 +37,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-import jwt
 import orjson
 
 from gateway.core.errors import (
@@ -50,6 +49,9 @@ from gateway.core.errors import (
 )
 from gateway.core.users import is_valid_user
 from gateway.identity.jwks import ALGORITHMS, JwksError, parse_jwks
+
+if TYPE_CHECKING:  # PyJWT (and the asymmetric crypto it loads) is imported on first use:
+    import jwt  # the app-token path never pays its memory (~4 MB) or import time
 
 #: A bearer value longer than this is refused before anything is decoded.
 MAX_TOKEN_CHARS = 16 * 1024
@@ -101,6 +103,8 @@ class _Provider:
 
 
 def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    import jwt  # on first use (see the module top)
+
     if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
         raise Unauthenticated(_INVALID)
     try:
@@ -157,6 +161,8 @@ class OidcVerifier:
         self._providers: dict[str, _Provider] = {}
 
     async def verify(self, token: str, config: OidcConfig, *, now: datetime) -> OidcIdentity:
+        import jwt  # on first use (see the module top)
+
         header, _ = _unverified(token)
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in ALGORITHMS or not isinstance(kid, str):

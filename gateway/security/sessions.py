@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import jwt
 import orjson
 
 from gateway.core import validation
@@ -121,6 +120,8 @@ def mint_session(
     ``user`` and ``origin`` come from the app's backend: a bad one is a 422. ``secret`` and
     ``kid`` come from the gateway's own storage: a bad one is a programming error.
     """
+    import jwt  # on first use: the app-token path never loads PyJWT (~4 MB resident)
+
     if not is_valid_user(user):
         raise UnprocessableRequest(
             f"user must be 1 to {MAX_USER_CHARS} printable characters "
@@ -228,6 +229,8 @@ def verify_session(
 
     ``leeway_s`` tolerates clock skew between replicas on ``exp`` and ``iat``.
     """
+    import jwt  # on first use: the app-token path never loads PyJWT (~4 MB resident)
+
     ref = peek_session(token)
     secret = secrets.get(ref.kid)
     if ref.app_id != app_id or secret is None:
