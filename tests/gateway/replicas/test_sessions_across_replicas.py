@@ -24,11 +24,7 @@ from gateway.storage import sessions as session_rows
 from gateway.storage.database import Database
 from gateway.storage.tables import utcnow
 from tests.gateway.replicas.conftest import ORCHESTRA, AppHandle, Cluster, Proc, ask
-from tests.gateway.replicas.test_revocation_across_replicas import (
-    WATCH_S,
-    Traffic,
-    clients_for,
-)
+from tests.gateway.replicas.traffic import WATCH_S, Traffic, clients_for
 
 pytestmark = pytest.mark.anyio
 
