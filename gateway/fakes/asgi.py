@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -86,3 +87,19 @@ async def watch_disconnect(
             raise
     finally:
         watcher.cancel()
+
+
+def run_blocking(app: ASGIApp, *, host: str, port: int, sock: socket.socket | None) -> None:
+    """Run ``app`` with uvicorn until interrupted, quietly; on ``sock`` when it is given."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    uvicorn.Server(config).run(sockets=None if sock is None else [sock])

@@ -29,9 +29,8 @@ from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
 import httpx
-import uvicorn
 
-from gateway.fakes.asgi import Receive, Scope, Send
+from gateway.fakes.asgi import Receive, Scope, Send, run_blocking
 
 SESSION_PATH = "/api/orchestra/session"
 USER_COOKIE = "demo_user"
@@ -261,13 +260,4 @@ def serve(
     sock: socket.socket | None = None,
 ) -> None:
     """Run the demo backend with uvicorn until interrupted (blocking); on ``sock`` if given."""
-    uvicorn_config = uvicorn.Config(
-        create_app(config),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=2,
-    )
-    uvicorn.Server(uvicorn_config).run(sockets=None if sock is None else [sock])
+    run_blocking(create_app(config), host=host, port=port, sock=sock)

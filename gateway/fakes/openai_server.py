@@ -54,10 +54,8 @@ import random
 import socket
 from dataclasses import dataclass
 
-import uvicorn
-
 from gateway.fakes import encoding, errors
-from gateway.fakes.asgi import ASGIApp, Receive, Scope, Send, send_bytes, send_error
+from gateway.fakes.asgi import ASGIApp, Receive, Scope, Send, run_blocking, send_bytes, send_error
 from gateway.fakes.chat import handle_chat
 from gateway.fakes.errors import ApiError
 from gateway.fakes.moderation import handle_moderation
@@ -193,13 +191,4 @@ def serve(
     sock: socket.socket | None = None,
 ) -> None:
     """Run the fake with uvicorn until interrupted (blocking); on ``sock`` when it is given."""
-    uvicorn_config = uvicorn.Config(
-        create_app(config),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=2,
-    )
-    uvicorn.Server(uvicorn_config).run(sockets=None if sock is None else [sock])
+    run_blocking(create_app(config), host=host, port=port, sock=sock)
