@@ -39,13 +39,21 @@ function bearer(headers: Record<string, string>): string {
   return /^Bearer (.+)$/.exec(headers['authorization'] ?? '')?.[1] ?? '';
 }
 
-/** Asks through the keyboard and waits for the answer to finish (whatever happened on the wire). */
+/**
+ * Asks through the keyboard and waits for *this* answer to finish (whatever happened on the wire).
+ * Needs `prompt.recordRenderings()`: the status still shows the previous answer's `done` right after
+ * Enter (a session refresh comes first), so the wait counts finished renderings instead.
+ */
 async function askAndFinish(prompt: PromptPage, text: string): Promise<void> {
+  const finished = async (): Promise<number> =>
+    (await prompt.renderings()).filter((r) => r.status === 'done' || r.status === 'error').length;
+  const before = await finished();
   await prompt.input.fill(text);
   await prompt.input.press('Enter');
-  await prompt.page
-    .locator('[data-testid="status"]:is([data-status="done"], [data-status="error"])')
-    .waitFor({ timeout: 15_000 });
+  await eventually(
+    async () => ((await finished()) > before ? true : undefined),
+    'the answer to end',
+  );
   const error = (await prompt.error.count()) ? await prompt.error.textContent() : null;
   assert.equal(await prompt.currentStatus(), 'done', `the user saw an error: ${error}`);
 }
