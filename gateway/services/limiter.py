@@ -140,51 +140,16 @@ class Limiter:
         limits = limits_of(quota)
         hard_cap = not quota.soft_cap
         user_limits = None if user is None else user_limits_of(quota)
-        if user is not None and user_limits is not None:
-            tokens = prompt_tokens + max_tokens
-            return await self._reserve_with_user(
-                app_id, (limits, user_limits), hard_cap, model, (prompt_tokens, tokens), user
-            )
-        if not limits.any:
-            return Admission(app_id, None, 0, 0, (), hard_cap, model)
+        if user_limits is None:
+            user = None  # no per-user limits: the app's counters alone, as for the app token
+            if not limits.any:
+                return Admission(app_id, None, 0, 0, (), hard_cap, model)
         tokens = prompt_tokens + max_tokens
         cost = 0
-        if limits.budget_micros_month is not None:
+        if limits.budget_micros_month is not None or (
+            user_limits is not None and user_limits.budget_micros_month is not None
+        ):
             cost = self._prices.cost_micros(model, prompt_tokens, max_tokens)
-        now = self._clock()
-        reservation = Reservation(
-            app_id=app_id,
-            id=time_ordered("res"),
-            tokens=tokens,
-            cost_micros=cost,
-            now=now,
-            ttl=self._ttl,
-            calendar=Calendar.at(now),
-        )
-        try:
-            decision = await self._counters.reserve(limits, reservation)
-        except CountersUnavailable:
-            return self._unavailable(app_id, limits.names(), hard_cap, model)
-        if not decision.admitted:
-            raise self._refusal(decision, reservation)
-        self.leases.hold(app_id, reservation.id)
-        return Admission(app_id, reservation.id, tokens, cost, decision.states, hard_cap, model)
-
-    async def _reserve_with_user(
-        self,
-        app_id: str,
-        both: tuple[Limits, Limits],
-        hard_cap: bool,
-        model: str,
-        prompt_and_total: tuple[int, int],
-        user: str,
-    ) -> Admission:
-        """A user's request: the app's limits and the user's, held together or not at all."""
-        limits, user_limits = both
-        prompt_tokens, tokens = prompt_and_total
-        cost = 0
-        if limits.budget_micros_month is not None or user_limits.budget_micros_month is not None:
-            cost = self._prices.cost_micros(model, prompt_tokens, tokens - prompt_tokens)
         now = self._clock()
         reservation = Reservation(
             app_id=app_id,
@@ -197,9 +162,12 @@ class Limiter:
             user=user,
         )
         try:
+            # With user limits, the app's and the user's are held together or not at all.
             decision = await self._counters.reserve(limits, reservation, user_limits)
         except CountersUnavailable:
-            names = limits.names() + [f"user_{name}" for name in user_limits.names()]
+            names = limits.names()
+            if user_limits is not None:
+                names += [f"user_{name}" for name in user_limits.names()]
             return self._unavailable(app_id, names, hard_cap, model)
         if not decision.admitted:
             raise self._refusal(decision, reservation)
