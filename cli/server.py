@@ -59,7 +59,7 @@ def serve(
     output.print_info(f"Orchestra gateway on http://{host}:{port} ({workers} worker(s))")
     listener.run(
         sock,
-        "gateway.http.app:create_app",
+        "gateway.server.app:create_served_app",
         factory=True,
         host=host,
         port=port,

@@ -19,11 +19,16 @@ from gateway.http.routes import (
     sessions,
     status,
 )
+from gateway.http.shutdown import ProcessHooks, no_process_hooks
 from gateway.observability.logging import configure_logging
 from gateway.settings import Settings, load_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, process: ProcessHooks = no_process_hooks
+) -> FastAPI:
+    """The gateway as an ASGI app. ``process``: what the serving process does while the app
+    runs (only `orchestra serve` passes one); by default the app changes nothing process-wide."""
     settings = settings or load_settings()
     configure_logging(
         level=settings.log_level,
@@ -35,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Orchestra",
         version=__version__,
-        lifespan=lifespan_for(settings),
+        lifespan=lifespan_for(settings, process),
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +17,7 @@ from gateway.core.errors import GatewayError
 from gateway.core.pricing import Price, PriceTable
 from gateway.flows.lazy import LazyWorkflows, WorkflowSettings
 from gateway.http.resources import Resources
-from gateway.http.shutdown import Drain, install_signal_handlers
+from gateway.http.shutdown import Drain, ProcessHooks, no_process_hooks
 from gateway.identity.oidc import OidcVerifier
 from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
@@ -44,10 +41,6 @@ from gateway.upstream.resilience import CircuitBreakers, ResilientUpstream, Retr
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-
-
-#: How long a thread may keep the GIL while the event loop waits for it.
-LOOP_SWITCH_INTERVAL_S = 0.0005
 
 
 def open_redis(url: str, *, timeout: float) -> tuple[Redis, QuotaCounters]:
@@ -104,7 +97,9 @@ async def watch_dependencies(resources: Resources, interval: float = 10.0) -> No
         await anyio.sleep(interval)
 
 
-def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
+def lifespan_for(  # type: ignore[no-untyped-def]
+    settings: Settings, process: ProcessHooks = no_process_hooks
+):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keys = await anyio.to_thread.run_sync(
@@ -112,7 +107,6 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         )
         keyring = Keyring(keys)
         drain = Drain(timeout=settings.shutdown_drain_s)
-        install_signal_handlers(drain, asyncio.get_running_loop())
         db = Database.open(settings.resolved_database_url, schema=settings.database_schema)
         await db.ensure_current()
         multiprocess_dir = settings.metrics_multiprocess_dir
@@ -213,20 +207,12 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 tasks.start_soon(workflows.preload, partial(workflows_in_use, db))
                 if settings.log_retention_days:
                     tasks.start_soon(prune_forever, db, settings.log_retention_days)
-                # What exists now lives as long as the process: out of the collector's sight,
-                # a full collection walks only what requests allocate (a gen-2 pass over the
-                # whole heap is what stalls a Python server's event loop).
-                gc.freeze()
-                # The record writer (aiosqlite) and the log writer run in threads: when the
-                # loop wakes from epoll while one of them holds the GIL, it waits up to the
-                # switch interval (5 ms by default) before it may answer anything.
-                switch_interval = sys.getswitchinterval()
-                sys.setswitchinterval(LOOP_SWITCH_INTERVAL_S)
-                try:
-                    yield
-                finally:
-                    sys.setswitchinterval(switch_interval)
-                    tasks.cancel_scope.cancel()
+                # Only `orchestra serve` tunes its process here (gateway/server/process.py).
+                with process(drain):
+                    try:
+                        yield
+                    finally:
+                        tasks.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await recorder.close()

@@ -9,11 +9,9 @@ quota settled, and only then does the lifespan flush the records and exit.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Callable
-from types import FrameType
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
 
 import anyio
 from loguru import logger
@@ -64,17 +62,10 @@ def _nothing() -> None:
     return None
 
 
-def install_signal_handlers(drain: Drain, loop: Any) -> None:
-    """Chain onto the server's SIGTERM/SIGINT handlers (uvicorn installs them first)."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(signum)
+#: What the process serving the app does while it runs (signals, collector): nothing, unless
+#: the server owns its process (`orchestra serve`, gateway/server/process.py).
+ProcessHooks = Callable[[Drain], AbstractContextManager[None]]
 
-        def handler(number: int, frame: FrameType | None, previous: Any = previous) -> None:
-            loop.call_soon_threadsafe(drain.begin)
-            if callable(previous):
-                previous(number, frame)
 
-        try:
-            signal.signal(signum, handler)
-        except ValueError:  # not the main thread (an embedded or test server): nothing to do
-            return
+def no_process_hooks(_drain: Drain) -> AbstractContextManager[None]:
+    return nullcontext()

@@ -110,6 +110,7 @@ class SSEResponse(Response):
         self._drained = False
         self._open = False
         self._pinger: asyncio.TimerHandle | None = None
+        self._ping_task: asyncio.Task[None] | None = None
         self._last_sent = 0.0
         self.status_code = 200
         self.background = None
@@ -185,7 +186,8 @@ class SSEResponse(Response):
         idle = loop.time() - self._last_sent
         if idle >= self._ping_interval:
             self._last_sent = loop.time()
-            loop.create_task(self._ping(send))
+            # Kept: the loop holds tasks only weakly, a dropped one may vanish mid-send.
+            self._ping_task = loop.create_task(self._ping(send))
             idle = 0.0
         self._pinger = loop.call_later(self._ping_interval - idle, self._ping_due, loop, send)
 

@@ -54,12 +54,16 @@ class LineWriter:
         self._max_queued = max_queued
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._dropped = 0
+        # Writers (any thread) add to the count and the writer thread takes it: both under
+        # this lock, so no drop is lost between a read and its reset. Only drops take it.
+        self._dropped_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._thread.start()
 
     def write(self, text: str) -> None:
         if self._lines.qsize() >= self._max_queued:
-            self._dropped += 1
+            with self._dropped_lock:
+                self._dropped += 1
             return
         self._lines.put(text)
 
@@ -81,7 +85,8 @@ class LineWriter:
             stopping = None in batch
             text = "".join(redact_text(line) for line in batch if line is not None)
             if self._dropped:
-                dropped, self._dropped = self._dropped, 0
+                with self._dropped_lock:
+                    dropped, self._dropped = self._dropped, 0
                 text += f"log-writer: {dropped} log lines dropped (stderr was not read)\n"
             try:
                 self._stream.write(text)

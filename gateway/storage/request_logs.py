@@ -229,5 +229,5 @@ async def sum_usage(
 
 
 async def delete_logs_before(session: AsyncSession, cutoff: datetime) -> int:
-    result = await session.execute(delete(RequestLog).where(col(RequestLog.time) < cutoff))
+    result = await session.exec(delete(RequestLog).where(col(RequestLog.time) < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)

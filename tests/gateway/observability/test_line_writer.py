@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import threading
 
 from gateway.observability.logging import LineWriter
@@ -65,3 +66,33 @@ def test_a_closed_stream_does_not_kill_the_thread() -> None:
     writer.write("into the void\n")
     writer.stop()
     assert not writer._thread.is_alive()
+
+
+def test_every_line_is_written_or_counted_as_dropped_when_threads_race() -> None:
+    stream = _BlockedStream()
+    writer = LineWriter(stream, max_queued=50)
+    writer.write("first\n")
+    assert stream.entered.wait(timeout=5)
+    threads, per_thread = 8, 5_000
+    # A tiny switch interval makes the threads interleave inside the count's read-and-reset.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+
+        def flood() -> None:
+            for number in range(per_thread):
+                writer.write(f"x {number}\n")
+
+        workers = [threading.Thread(target=flood) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        stream.release.set()  # the writer thread drains and resets the count meanwhile
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(interval)
+    writer.stop()
+    lines = stream.getvalue().splitlines()
+    written = sum(1 for line in lines if line.startswith("x "))
+    dropped = sum(int(line.split()[1]) for line in lines if line.startswith("log-writer: "))
+    assert written + dropped == threads * per_thread
