@@ -66,10 +66,10 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-def render_nginx(port: int, upstreams: list[str]) -> str:
+def render_nginx(listen: int | str, upstreams: list[str]) -> str:
     """The template as the nginx image renders it: envsubst of the PROXY_* variables only."""
     servers = " ".join(f"server {address};" for address in upstreams)
-    values = {"PROXY_LISTEN_PORT": str(port), "PROXY_UPSTREAMS": servers}
+    values = {"PROXY_LISTEN_PORT": str(listen), "PROXY_UPSTREAMS": servers}
     return Template(NGINX_TEMPLATE.read_text()).safe_substitute(values)
 
 
