@@ -40,8 +40,9 @@ from tests.gateway.replicas.conftest import (
 )
 
 REPLICAS = 3
-#: One access-log line per request: the replica that answered it, and the gateway's id.
-ACCESS_FORMAT = "$upstream_http_x_request_id $upstream_addr $status"
+#: One access-log line per request: the gateway's id and the replica that answered it (each
+#: variable lists every replica tried, ", " between them, when nginx had to try another).
+ACCESS_FORMAT = "$upstream_http_x_request_id|$upstream_addr|$status"
 
 
 @dataclass
@@ -55,10 +56,11 @@ class Topology:
         return self.proxy.url
 
     def served_by(self) -> dict[str, str]:
-        """Request id -> the replica's address, from nginx's access log."""
+        """Request id -> the address of the replica that answered, from nginx's access log."""
         served: dict[str, str] = {}
         for line in self.access_log.read_text().splitlines():
-            request_id, upstream, _status = line.split(" ")
+            ids, upstreams, _status = line.split("|")
+            request_id, upstream = ids.split(", ")[-1], upstreams.split(", ")[-1]
             if request_id != "-":
                 assert request_id not in served, f"{request_id} logged twice"
                 served[request_id] = upstream
