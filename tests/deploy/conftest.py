@@ -2,8 +2,9 @@
 
 nginx runs the SAME file as Compose (config/nginx/orchestra.conf.template, rendered the way
 the nginx image renders it), with the three local replicas as upstreams. The replicas share a
-throw-away PostgreSQL schema and Redis database 12, as in tests/gateway/replicas, whose
-process and cluster helpers this reuses (run it under the Redis flock, as those tests).
+throw-away PostgreSQL schema and Redis database 12, as in tests/gateway/replicas, whose process
+and cluster helpers this reuses (run it under the Redis flock, as those tests). Like the
+containers, they read their credentials from files (ORCHESTRA_SECRETS_DIR).
 
 The three replicas start together on a fresh schema, as Compose starts them after the
 migration service.
@@ -105,13 +106,21 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     root = tmp_path_factory.mktemp("topology")
     logs = root / "logs"
     schema = "t_" + secrets.token_hex(6)
-    settings: dict[str, object] = {
-        "home": root / "home",
+    master_key = generate_master_key()
+    # The credentials as Compose hands them over: files, one per setting, not variables.
+    secrets_dir = root / "secrets"
+    secrets_dir.mkdir()
+    for name, value in {
+        "master_key": master_key,
         "database_url": POSTGRES_URL,
-        "database_schema": schema,
-        "master_key": generate_master_key(),
-        "redis_url": REDIS_URL,
         "admin_token": ADMIN_TOKEN,
+    }.items():
+        (secrets_dir / f"orchestra_{name}").write_text(value + "\n")
+    settings: dict[str, object] = {
+        "secrets_dir": secrets_dir,
+        "home": root / "home",
+        "database_schema": schema,
+        "redis_url": REDIS_URL,
         "log_flush_interval_s": 0.05,
         "log_format": "json",
     }
@@ -129,7 +138,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
             fake,
             [],
             schema,
-            str(settings["master_key"]),
+            master_key,
             root,
             settings,
             own_redis=RedisServer(0, logs),  # never started: this topology has one Redis
