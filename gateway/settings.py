@@ -1,7 +1,9 @@
 """Orchestra's one typed configuration, and the only module that reads the environment.
 
 Sources, highest priority first: keyword arguments (tests, the CLI's options), environment
-variables prefixed ``ORCHESTRA_``, the TOML file named by ``ORCHESTRA_CONFIG`` (see
+variables prefixed ``ORCHESTRA_``, one file per secret in the directory named by
+``ORCHESTRA_SECRETS_DIR`` (Compose and Kubernetes secrets: a file ``orchestra_master_key``
+holds what ``ORCHESTRA_MASTER_KEY`` would), the TOML file named by ``ORCHESTRA_CONFIG`` (see
 ``config/orchestra.example.toml``), then the defaults below. Unknown keys in the TOML file are
 an error, so a misspelt setting fails loudly instead of being ignored.
 """
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -23,6 +26,7 @@ from pydantic_settings import (
 from gateway.core.errors import ConfigurationError
 
 CONFIG_ENV = "ORCHESTRA_CONFIG"
+SECRETS_DIR_ENV = "ORCHESTRA_SECRETS_DIR"
 DATABASE_FILE = "orchestra.db"
 MASTER_KEY_FILE = "master.key"
 
@@ -176,6 +180,11 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets_dir = os.environ.get(SECRETS_DIR_ENV)
+        if secrets_dir:
+            # Files, not environment variables: a container's environment is readable by
+            # anyone who may inspect it; a mounted secret is not.
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
         config_file = os.environ.get(CONFIG_ENV)
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
@@ -190,6 +199,11 @@ def load_settings(**overrides: Any) -> Settings:
     config_file = os.environ.get(CONFIG_ENV)
     if config_file and not Path(config_file).is_file():
         raise ConfigurationError(f"{CONFIG_ENV} names {config_file!r}, which is not a file.")
+    secrets_dir = os.environ.get(SECRETS_DIR_ENV)
+    if secrets_dir and not Path(secrets_dir).is_dir():
+        raise ConfigurationError(
+            f"{SECRETS_DIR_ENV} names {secrets_dir!r}, which is not a directory."
+        )
     try:
         return Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as exc:
