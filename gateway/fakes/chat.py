@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from gateway.fakes import encoding, errors
+from gateway.fakes import encoding, errors, readable
 from gateway.fakes.asgi import (
     JSON_HEADERS,
     Receive,
@@ -153,10 +154,21 @@ def _kind(value: Any) -> str:
     return kinds.get(type(value), "null" if value is None else "an unsupported value")
 
 
+@cache
+def _readable(index: int) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
+    texts = readable.chunks(index)
+    return texts, tuple(encoding.content_delta(text) for text in texts)
+
+
 def make_plan(config: FakeOpenAIConfig, body: dict[str, Any], directives: Directives) -> Plan:
     messages = body["messages"]
     if directives.xss:
         texts, deltas = XSS_CHUNKS, _XSS_DELTAS
+    elif config.answers == "readable":
+        # The document is the answer; [tokens:N] keeps its first N chunks.
+        texts, deltas = _readable(readable.choose(messages))
+        if directives.tokens is not None:
+            texts, deltas = texts[: directives.tokens], deltas[: directives.tokens]
     else:
         count = directives.tokens if directives.tokens is not None else config.tokens
         indices = answer_indices(messages, min(count, MAX_TOKENS))

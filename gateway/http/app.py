@@ -13,6 +13,7 @@ from gateway.http.middleware import GatewayMiddleware
 from gateway.http.routes import (
     ask,
     conversations,
+    feedback,
     logs,
     metrics,
     openai_compat,
@@ -51,6 +52,7 @@ def create_app(
     app.include_router(status.router)
     app.include_router(logs.router)
     app.include_router(conversations.router)
+    app.include_router(feedback.router)
     app.include_router(sessions.router)
     app.include_router(metrics.router)
     if settings.ui_dir is not None:

@@ -11,6 +11,7 @@ from pydantic import (
     Field,
     StrictInt,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -144,6 +145,30 @@ class ErrorBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     error: ErrorDetail
+
+
+class HeadErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    message: str
+
+
+class HeadErrorBody(BaseModel):
+    """A request head refused by the server before any route (no request id yet)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: HeadErrorDetail
+
+
+#: ``responses=`` entry of a route whose query can make the request line too long.
+URI_TOO_LONG: dict[int | str, dict[str, Any]] = {
+    414: {
+        "model": HeadErrorBody,
+        "description": "The request line is too long (`request_too_large`).",
+    }
+}
 
 
 class OpenAIErrorDetail(BaseModel):
@@ -304,6 +329,50 @@ class SessionResponse(BaseModel):
     user: str
 
 
+MAX_FEEDBACK_COMMENT = 2000
+
+
+def _score(value: int) -> int:
+    if value not in (1, -1):
+        raise ValueError("the score is 1 (good) or -1 (bad)")
+    return value
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /feedback``: the caller's rating of one of its answers (replaces an earlier one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The answer's request id (the `done` event's, or the `X-Request-Id` header).",
+    )
+    # A strict integer: JSON true or 1.0 is not a score (a Literal would take both).
+    score: Annotated[
+        StrictInt,
+        AfterValidator(_score),
+        WithJsonSchema({"type": "integer", "enum": [1, -1]}),
+    ] = Field(description="1: a good answer; -1: a bad one.")
+    comment: str | None = Field(
+        default=None, max_length=MAX_FEEDBACK_COMMENT, description="Optional; at most 2,000."
+    )
+
+    @field_validator("comment")
+    @classmethod
+    def _no_nul(cls, comment: str | None) -> str | None:
+        if comment is not None and "\x00" in comment:  # PostgreSQL refuses NUL in text
+            raise ValueError("the comment holds a NUL character")
+        return comment
+
+
+class LogFeedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score: Literal[1, -1]
+    comment: str | None
+
+
 class LogRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -328,6 +397,9 @@ class LogRecord(BaseModel):
     metadata: dict[str, Any] | None
     prompt: str | None = Field(default=None, description="Only for apps that log content.")
     answer: str | None = Field(default=None, description="Only for apps that log content.")
+    feedback: LogFeedback | None = Field(
+        default=None, description="The answer's rating (POST /feedback); null: not rated."
+    )
 
 
 class LogPage(BaseModel):

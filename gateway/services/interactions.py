@@ -105,6 +105,8 @@ class InteractionRecorder:
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._buffer: deque[InteractionRecord] = deque()
+        #: The batch being written: out of the buffer, not yet committed.
+        self._writing: list[InteractionRecord] = []
         self._max_buffered = max_buffered
         self._wakeup = anyio.Event()
         self.dropped = 0
@@ -131,6 +133,19 @@ class InteractionRecorder:
     def pending(self) -> int:
         return len(self._buffer)
 
+    def pending_owner(self, request_id: str) -> tuple[str | None, str | None] | None:
+        """``(app_id, user)`` of this request's record while it is not yet in the database
+        (buffered, or in the batch being written) if it gave an answer (``ANSWERED``); None
+        if this process holds no such record.
+
+        A record is always in the buffer, in the batch or committed: with no await between
+        the two looks, a caller that then reads the database cannot miss it.
+        """
+        for record in (*reversed(self._buffer), *self._writing):
+            if record.request_id == request_id and record.outcome in request_logs.ANSWERED:
+                return record.app_id, record.user
+        return None
+
     async def flush(self) -> None:
         """Write everything buffered.
 
@@ -144,6 +159,7 @@ class InteractionRecorder:
             batch = [
                 self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))
             ]
+            self._writing = batch
             try:
                 await self._write(batch)
             except StorageUnavailable:
@@ -152,6 +168,8 @@ class InteractionRecorder:
                 # Not classified as refused rows: kept and retried, but only so many times.
                 self._failures += 1
                 raise
+            finally:
+                self._writing = []
             self._failures = 0
 
     async def _write(self, batch: list[InteractionRecord]) -> None:

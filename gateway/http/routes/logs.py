@@ -15,7 +15,14 @@ from gateway.core.errors import Forbidden, InvalidRequest, NotFound
 from gateway.http import sse
 from gateway.http.deps import authenticate_app, is_admin, resources_of
 from gateway.http.resources import Resources
-from gateway.http.schemas import LogPage, LogRecord, error_responses, inline_schema, sse_content
+from gateway.http.schemas import (
+    URI_TOO_LONG,
+    LogPage,
+    LogRecord,
+    error_responses,
+    inline_schema,
+    sse_content,
+)
 from gateway.http.streaming import SSEResponse
 from gateway.services import apps as app_service
 from gateway.services import logs as log_service
@@ -134,6 +141,7 @@ def _limit(value: str | None, *, minimum: int = 1) -> int:
             },
         },
         **error_responses(400, 401, 403, 503),
+        **URI_TOO_LONG,  # its query strings are the caller's
     },
     openapi_extra={"parameters": _PARAMETERS},
 )
