@@ -42,5 +42,5 @@ async def feedback_for(session: AsyncSession, request_ids: Collection[str]) -> d
 
 async def delete_feedback_before(session: AsyncSession, cutoff: datetime) -> int:
     """Ratings given before ``cutoff``: their requests are older still (pruned with them)."""
-    result = await session.execute(sa.delete(Feedback).where(col(Feedback.rated_at) < cutoff))
+    result = await session.exec(sa.delete(Feedback).where(col(Feedback.rated_at) < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)
