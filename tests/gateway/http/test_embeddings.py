@@ -9,7 +9,15 @@ import openai
 import pytest
 
 from gateway.fakes.embeddings import vector
-from tests.gateway.http.conftest import SDK, Apps, Fake, assert_no_traceback, wait_for_records
+from tests.gateway.http.conftest import (
+    SDK,
+    Apps,
+    Fake,
+    Gateway,
+    assert_no_traceback,
+    wait_for_records,
+)
+from tests.gateway.observability.conftest import scrape_until
 
 pytestmark = pytest.mark.anyio
 
@@ -17,7 +25,7 @@ EMBEDDING_MODEL = "text-embedding-3-small"
 
 
 async def test_float_and_base64_vectors_are_the_upstreams_and_recorded(
-    sdk: SDK, apps: Apps, fake: Fake, client: httpx.AsyncClient
+    sdk: SDK, apps: Apps, fake: Fake, client: httpx.AsyncClient, gateway: Gateway
 ) -> None:
     app = await apps.add(
         system_prompt="Never sent with embeddings.", allow_models=(EMBEDDING_MODEL,)
@@ -46,6 +54,13 @@ async def test_float_and_base64_vectors_are_the_upstreams_and_recorded(
     assert record["outcome"] == "completed"
     assert record["prompt_tokens"] == decoded.usage.prompt_tokens
     assert record["completion_tokens"] == 0
+    labels = {"route": "/v1/embeddings", "app": app.name, "outcome": "completed"}
+    scraped = await scrape_until(
+        gateway, lambda m: m.total("orchestra_requests_total", **labels) == 2
+    )
+    assert scraped.total("orchestra_tokens_total", app=app.name, kind="prompt") == (
+        as_floats.usage.prompt_tokens + decoded.usage.prompt_tokens
+    )
 
 
 async def test_dimensions_and_token_ids_pass_through(sdk: SDK, apps: Apps) -> None:

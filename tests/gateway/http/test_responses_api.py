@@ -209,3 +209,47 @@ async def test_errors_map_like_chat_completions(
     assert_no_traceback(events[-1].message)
     record = await record_of(client, request_id)
     assert record["outcome"] == "upstream_error" and record["route"] == "/v1/responses"
+
+
+async def test_leaving_mid_stream_cancels_the_upstream_and_is_recorded(
+    apps: Apps, gateway: Gateway, fake: Fake, client: httpx.AsyncClient
+) -> None:
+    app = await apps.add()
+    marker = nonce("leave")
+    body = {"model": MODEL, "input": f"{marker} [tokens:400] [token-ms:20]", "stream": True}
+    seen = 0
+    async with (
+        gateway.client() as own,
+        own.stream("POST", "/v1/responses", json=body, headers=app.auth) as r,
+    ):
+        request_id = r.headers["x-request-id"]
+        async for event in sse_events(r):
+            seen += event.name == "response.output_text.delta"
+            if seen == 3:
+                break
+
+    async def upstream() -> dict[str, Any]:
+        return await fake.request_with(marker)
+
+    cancelled = await poll(upstream, lambda rec: rec["status"] != "in_progress")
+    assert cancelled["status"] == "cancelled" and cancelled["chunks_sent"] < 100, cancelled
+    record = await record_of(client, request_id)
+    assert record["outcome"] == "client_disconnected", record
+    assert record["route"] == "/v1/responses"
+    assert 3 <= record["completion_tokens"] <= cancelled["chunks_sent"]
+
+
+async def test_the_hard_cap_stops_a_response_at_its_reservation(
+    apps: Apps, gateway: Gateway, client: httpx.AsyncClient
+) -> None:
+    app = await apps.add(max_output_tokens=20)
+    await gateway.cli("quotas", "set", app.name, "--tokens-per-day", "1000000", "--hard-cap")
+    body = {"model": MODEL, "input": "[tokens:60] [ignore-max-tokens]", "stream": True}
+    async with client.stream("POST", "/v1/responses", json=body, headers=app.auth) as r:
+        request_id = r.headers["x-request-id"]
+        events = [e for e in [b async for b in sse_events(r)] if not e.is_comment]
+    deltas = [e for e in events if e.name == "response.output_text.delta"]
+    assert 0 < len(deltas) <= 20
+    assert events[-1].name == "error" and events[-1].json["code"] == "quota_exceeded"
+    record = await record_of(client, request_id)
+    assert record["outcome"] == "quota_stopped" and record["completion_tokens"] == len(deltas)
