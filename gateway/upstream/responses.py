@@ -59,7 +59,7 @@ def parse_event(payload: bytes) -> ResponseEvent:
     if type(data) is not dict:
         raise _malformed("an event is not an object")
     kind = data.get("type")
-    if type(kind) is not str or not kind or len(kind) > MAX_EVENT_TYPE or "\n" in kind:
+    if type(kind) is not str or not kind or len(kind) > MAX_EVENT_TYPE or not kind.isprintable():
         raise _malformed("an event has no valid type")
     raw = payload.decode()
     if kind == TEXT_DELTA:
