@@ -88,7 +88,12 @@ async def _encode(answer: Answer, owner: _Owner) -> AsyncIterator[bytes]:
         if isinstance(event, Delta):
             chunk = cast(ResponseEvent, event.chunk)  # the Responses stream hands out these
             if owner.pending and chunk.event == _CREATED:
-                await owner.remember(_response_of(chunk.raw))
+                try:
+                    await owner.remember(_response_of(chunk.raw))
+                except GatewayError as error:  # storage down: an id nobody could retrieve
+                    answer.fail(error)
+                    yield error_event(error, sequence)
+                    return
             sequence += 1
             yield b"event: " + chunk.event.encode() + b"\n" + sse.openai_data(chunk.raw)
         elif isinstance(event, Failed):
