@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 from gateway.core.clock import utcnow
@@ -19,10 +20,17 @@ from gateway.services.ask import AskDeps, CallMeta, outcome_of
 from gateway.services.interactions import InteractionRecord
 from gateway.services.tokens import AppContext
 from gateway.storage.database import Database
-from gateway.storage.response_owners import delete_owner, find_owner, insert_owner
+from gateway.storage.response_owners import (
+    delete_owner,
+    delete_owners_before,
+    find_owner,
+    insert_owner,
+)
 from gateway.storage.tables import ResponseOwner
 from gateway.upstream.responses import parse_response
 
+#: How long OpenAI keeps a stored response: its owner is not needed after that.
+STORED_FOR = timedelta(days=30)
 #: OpenAI's ids are ``resp_`` and hex; anything else is not an id the gateway stored.
 _RESPONSE_ID = re.compile(r"resp_[A-Za-z0-9_-]{1,190}")
 
@@ -51,6 +59,12 @@ async def remember_owner(db: Database, ctx: AppContext, response_id: str) -> Non
                 response_id=response_id, app_id=ctx.app_id, user=ctx.user, created_at=utcnow()
             ),
         )
+
+
+async def forget_expired_owners(db: Database, *, older_than: timedelta = STORED_FOR) -> int:
+    """Delete the owners of responses the upstream no longer keeps; the number deleted."""
+    async with db.session() as session:
+        return await delete_owners_before(session, utcnow() - older_than)
 
 
 async def owns(db: Database, ctx: AppContext, response_id: str) -> bool:

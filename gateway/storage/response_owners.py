@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -30,3 +32,8 @@ async def find_owner(session: AsyncSession, response_id: str) -> ResponseOwner |
 
 async def delete_owner(session: AsyncSession, response_id: str) -> None:
     await session.exec(delete(ResponseOwner).where(col(ResponseOwner.response_id) == response_id))
+
+
+async def delete_owners_before(session: AsyncSession, cutoff: datetime) -> int:
+    result = await session.exec(delete(ResponseOwner).where(col(ResponseOwner.created_at) < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
