@@ -22,6 +22,11 @@ gets OpenAI's 401 ``invalid_api_key`` body, with the key masked, never echoed):
   when its last chunk would have been.
 - ``POST /v1/moderations``: OpenAI's moderation object, one result per input string; a result is
   flagged (category ``harassment``) when its text contains the word ``FLAGGED`` (case-sensitive).
+- ``POST /v1/responses`` (streamed or not), ``GET``/``DELETE /v1/responses/{id}``: the Responses
+  API with the chat answer, OpenAI's event types and SSE framing (see
+  :mod:`gateway.fakes.responses`).
+- ``POST /v1/embeddings``: deterministic unit vectors, float or base64 (see
+  :mod:`gateway.fakes.embeddings`).
 - ``GET /v1/models`` and ``GET /v1/models/{id}``: the configured models, in OpenAI's format.
 - ``GET /_fake/requests``: the received chat/moderation requests, oldest first (see
   :class:`gateway.fakes.recorder.RequestRecord`); ``DELETE /_fake/requests`` clears them.
@@ -61,9 +66,11 @@ from dataclasses import dataclass
 from gateway.fakes import encoding, errors
 from gateway.fakes.asgi import ASGIApp, Receive, Scope, Send, run_blocking, send_bytes, send_error
 from gateway.fakes.chat import handle_chat
+from gateway.fakes.embeddings import handle_embeddings
 from gateway.fakes.errors import ApiError
 from gateway.fakes.moderation import handle_moderation
 from gateway.fakes.recorder import RequestLog
+from gateway.fakes.responses import StoredResponses, handle_create, handle_stored
 
 __all__ = ["ASGIApp", "FakeOpenAIApp", "FakeOpenAIConfig", "create_app", "serve"]
 
@@ -109,6 +116,7 @@ class FakeOpenAIApp:
         self.requests = RequestLog(config.record_limit)
         self._rng = random.Random(config.seed)
         self._models_body = encoding.model_list(config.models)
+        self.responses = StoredResponses(config.record_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -133,6 +141,12 @@ class FakeOpenAIApp:
             await handle_chat(self, scope, receive, send)
         elif method == "POST" and path == "/v1/moderations":
             await handle_moderation(self, scope, receive, send)
+        elif method == "POST" and path == "/v1/responses":
+            await handle_create(self, scope, receive, send)
+        elif method in ("GET", "DELETE") and path.startswith("/v1/responses/"):
+            await handle_stored(self, scope, send, path.removeprefix("/v1/responses/"))
+        elif method == "POST" and path == "/v1/embeddings":
+            await handle_embeddings(self, scope, receive, send)
         elif method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
             await self._models(scope, send, path.removeprefix("/v1/models").lstrip("/"))
         elif path == "/_fake/requests" and method in ("GET", "DELETE"):

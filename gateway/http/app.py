@@ -17,6 +17,7 @@ from gateway.http.routes import (
     logs,
     metrics,
     openai_compat,
+    responses,
     sessions,
     status,
 )
@@ -49,6 +50,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(ask.router)
     app.include_router(openai_compat.router)
+    app.include_router(responses.router)
     app.include_router(status.router)
     app.include_router(logs.router)
     app.include_router(conversations.router)

@@ -31,6 +31,7 @@ from gateway.services.limiter import FailPolicy, Limiter
 from gateway.services.logs import prune_logs
 from gateway.services.origins import KnownOrigins
 from gateway.services.provider_keys import ProviderKeyCache
+from gateway.services.responses import forget_expired_owners
 from gateway.settings import Settings
 from gateway.storage.counters.memory import MemoryCounters
 from gateway.storage.counters.protocol import QuotaCounters
@@ -75,6 +76,16 @@ async def prune_forever(db: Database, days: int) -> None:
                 logger.bind(deleted=deleted).info("old interaction records pruned")
         except GatewayError:
             logger.warning("pruning interaction records failed; will retry")
+        await anyio.sleep(3600)
+
+
+async def forget_owners_forever(db: Database) -> None:
+    """Keep response_owners bounded: the upstream deletes stored responses after 30 days."""
+    while True:
+        try:
+            await forget_expired_owners(db)
+        except GatewayError:
+            logger.warning("pruning response owners failed; will retry")
         await anyio.sleep(3600)
 
 
@@ -205,6 +216,7 @@ def lifespan_for(  # type: ignore[no-untyped-def]
                 tasks.start_soon(limiter.leases.run)  # keeps live answers' quota leases
                 tasks.start_soon(auth_epochs.run)  # revocations reach this process in < 2 s
                 tasks.start_soon(workflows.preload, partial(workflows_in_use, db))
+                tasks.start_soon(forget_owners_forever, db)
                 if settings.log_retention_days:
                     tasks.start_soon(prune_forever, db, settings.log_retention_days)
                 # Only `orchestra serve` tunes its process here (gateway/server/process.py).

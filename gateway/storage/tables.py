@@ -17,6 +17,7 @@ __all__ = [
     "ProviderKey",
     "Quota",
     "RequestLog",
+    "ResponseOwner",
     "SessionRevocation",
     "SessionSecret",
     "utcnow",
@@ -203,3 +204,16 @@ class Feedback(SQLModel, table=True):
     score: int = Field(sa_type=sa.SmallInteger)
     comment: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
     rated_at: datetime = _time_column(index=True)
+
+
+class ResponseOwner(SQLModel, table=True):
+    """Who created a stored Responses API object: only that app (and user) may see it."""
+
+    __tablename__ = "response_owners"
+
+    #: OpenAI's ``resp_...`` id (bounded by the route before it gets here).
+    response_id: str = Field(primary_key=True, max_length=200)
+    app_id: str = Field(foreign_key="apps.id", index=True, ondelete="CASCADE", max_length=40)
+    #: The end user (session or OpenID Connect); None for calls made with the app token.
+    user: str | None = Field(default=None, max_length=600)
+    created_at: datetime = _time_column()
