@@ -328,9 +328,9 @@ async def test_an_app_logging_full_content_puts_the_conversation_in_its_span(
 # --- the cost when it is off, the flush when it stops ---------------------------------------
 
 
-def profiled_gateway(traced: Traced, name: str, **overrides: object) -> Server:
+def profiled_gateway(traced: Traced, home: Path, name: str, **overrides: object) -> Server:
     """``orchestra serve`` with Python's import profiler on: its stderr lists every import."""
-    env = child_env(gateway_settings(traced.home, **overrides))
+    env = child_env(gateway_settings(home, **overrides))
     env["PYTHONPROFILEIMPORTTIME"] = "1"
     return spawn(name, ["serve"], env, traced.logs, free_port())
 
@@ -357,10 +357,19 @@ async def serve_traffic(server: Server, app: AppHandle) -> str:
     return streamed.request_id
 
 
-async def test_without_the_endpoint_the_sdk_is_never_imported(traced: Traced, apps: Apps) -> None:
-    app = await apps.add()
-    server = profiled_gateway(traced, "untraced")
+async def test_without_the_endpoint_the_sdk_is_never_imported(
+    traced: Traced, issued_secrets: set[str]
+) -> None:
+    # A home of its own, with direct apps only: once an app uses a workflow, LangGraph loads,
+    # and langsmith (under langchain-core) imports opentelemetry.sdk.trace whenever it is
+    # installed (~50 ms and 0.5 MB within LangGraph's seconds; it exports nothing).
+    home = traced.home.parent / "untraced-home"
+    await anyio.to_thread.run_sync(run_cli, ["init"], child_env({"home": home}))
+    server = profiled_gateway(traced, home, "untraced")
     try:
+        await server.wait_ready_async("/status")
+        gateway = Gateway(server, home, {}, f"sqlite+aiosqlite:///{home}/orchestra.db")
+        app = await Apps(gateway, traced.fake, issued_secrets, "untraced").add()
         await serve_traffic(server, app)
     finally:
         await anyio.to_thread.run_sync(server.stop)
@@ -375,7 +384,7 @@ async def test_spans_still_buffered_at_shutdown_are_exported(traced: Traced, app
     app = await apps.add()
     # A batch delay far longer than the test: only the shutdown's flush can export the span.
     server = profiled_gateway(
-        traced, "flushed", otlp_endpoint=traced.collector.url, otlp_batch_delay_s=60
+        traced, traced.home, "flushed", otlp_endpoint=traced.collector.url, otlp_batch_delay_s=60
     )
     try:
         request_id = await serve_traffic(server, app)
