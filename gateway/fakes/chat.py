@@ -30,7 +30,7 @@ from gateway.fakes.prompt import (
     last_user_text,
     parse_directives,
 )
-from gateway.fakes.recorder import RequestRecord
+from gateway.fakes.recorder import RequestRecord, traceparent_of
 
 if TYPE_CHECKING:
     from gateway.fakes.openai_server import FakeOpenAIApp, FakeOpenAIConfig
@@ -65,7 +65,9 @@ class Plan:
 
 async def handle_chat(app: FakeOpenAIApp, scope: Scope, receive: Receive, send: Send) -> None:
     header, key, error = app.authorize(scope)
-    record = RequestRecord(new_id("chatcmpl-"), scope["path"], header)
+    record = RequestRecord(
+        new_id("chatcmpl-"), scope["path"], header, traceparent=traceparent_of(scope)
+    )
     app.requests.add(record)
     raw = await read_body(receive)
     if raw is None:

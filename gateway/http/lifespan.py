@@ -13,6 +13,7 @@ import anyio
 from fastapi import FastAPI
 from loguru import logger
 
+from gateway import __version__
 from gateway.core.errors import GatewayError
 from gateway.core.pricing import Price, PriceTable
 from gateway.flows.lazy import LazyWorkflows, WorkflowSettings
@@ -20,6 +21,7 @@ from gateway.http.resources import Resources
 from gateway.http.shutdown import Drain, ProcessHooks, no_process_hooks
 from gateway.identity.oidc import OidcVerifier
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import open_tracer
 from gateway.security.keyring import Keyring
 from gateway.security.master_key import resolve_master_keys
 from gateway.services.apps import workflows_in_use
@@ -124,11 +126,13 @@ def lifespan_for(  # type: ignore[no-untyped-def]
         metrics = Metrics(
             multiprocess_dir=None if multiprocess_dir is None else str(multiprocess_dir)
         )
+        tracer = open_tracer(settings, version=__version__)
         recorder = InteractionRecorder(
             db,
             batch_size=settings.log_batch_size,
             flush_interval=settings.log_flush_interval_s,
             metrics=metrics,
+            tracer=tracer,
         )
         openai = OpenAIUpstream(
             connect_timeout=settings.connect_timeout_s,
@@ -207,6 +211,7 @@ def lifespan_for(  # type: ignore[no-untyped-def]
             drain=drain,
             started_at=time.time(),
             workflows=workflows,
+            tracer=tracer,
         )
         try:
             async with anyio.create_task_group() as tasks:
@@ -228,6 +233,8 @@ def lifespan_for(  # type: ignore[no-untyped-def]
         finally:
             with anyio.CancelScope(shield=True):
                 await recorder.close()
+                if tracer is not None:  # after the last record: its span is exported too
+                    await anyio.to_thread.run_sync(tracer.shutdown)
                 await workflows.aclose()
                 await upstream.aclose()
                 await identity_fetcher.aclose()

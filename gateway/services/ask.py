@@ -314,6 +314,7 @@ class Answer:
         self._first_token_at = time.perf_counter()
         self._usage = completion.usage
         self._model = completion.model
+        self._finish_reason = completion.finish_reason
         if self._keep_text:
             self._text.append(completion.text)
         self._completed = self._settled = True
@@ -431,6 +432,8 @@ class Answer:
                 ),
                 upstream_s=self._upstream_seconds(),
                 metric_model=self._priced_model(),
+                finish_reason=self._finish_reason,
+                prompt_messages=self._inp.messages if self._keep_text else None,
             )
         )
 

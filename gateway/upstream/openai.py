@@ -27,6 +27,7 @@ from gateway.core.errors import (
     UpstreamUnavailable,
 )
 from gateway.core.redact import Redactor
+from gateway.core.trace_context import upstream_traceparent
 from gateway.upstream.egress import GuardedDialer
 from gateway.upstream.sse import MESSAGE, EventTooLarge, SSEParser
 from gateway.upstream.types import (
@@ -389,7 +390,13 @@ class OpenAIUpstream:
         return self._pool
 
     async def _post(self, url: str, api_key: str, body: Any, *, accept: str) -> Response:
-        headers = (("Authorization", f"Bearer {api_key}"), ("Accept", accept))
+        headers: tuple[tuple[str, str], ...] = (
+            ("Authorization", f"Bearer {api_key}"),
+            ("Accept", accept),
+        )
+        traceparent = upstream_traceparent.get()
+        if traceparent is not None:
+            headers = (*headers, ("traceparent", traceparent))
         started = time.perf_counter()
         try:
             response = await self._pool.post(

@@ -651,8 +651,11 @@ async def test_moderation_errors(fake: Fake) -> None:
 async def test_requests_are_recorded_for_inspection(fake: Fake) -> None:
     body = chat_body("record me", stream=True)
     before = time.time()
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     async with fake.client() as client:
+        client.headers["traceparent"] = traceparent
         events = await stream_chat(client, body)
+        del client.headers["traceparent"]
         await client.post("/v1/moderations", json={"input": "FLAGGED"})
     record_id = json.loads(events[0])["id"]
     log = await records(fake)
@@ -661,6 +664,7 @@ async def test_requests_are_recorded_for_inspection(fake: Fake) -> None:
         "id": record_id,
         "path": CHAT,
         "authorization": f"Bearer {KEY}",
+        "traceparent": traceparent,
         "body": body,
         "stream": True,
         "status": "completed",
@@ -673,6 +677,7 @@ async def test_requests_are_recorded_for_inspection(fake: Fake) -> None:
     assert moderation["path"] == "/v1/moderations"
     assert moderation["status"] == "completed"
     assert moderation["stream"] is False
+    assert moderation["traceparent"] is None
 
 
 @pytest.mark.anyio

@@ -54,6 +54,7 @@ export class AskClient {
             Authorization: `Bearer ${token}`,
             'Content-Type': 'application/json',
             Accept: 'text/event-stream',
+            ...traceHeaders(this.config.traceparent),
           },
           body: JSON.stringify(toRequestBody(request)),
           cache: 'no-store',
@@ -135,6 +136,17 @@ async function readEvents(
 function finish(out: Subscriber<AskEvent>, last: AskEvent): void {
   out.next(last);
   out.complete();
+}
+
+/** The app's trace context as a `traceparent` header; none without a hook, or when it gives nothing. */
+function traceHeaders(hook: (() => string | null) | undefined): Record<string, string> {
+  let value: unknown = null;
+  try {
+    value = hook?.();
+  } catch {
+    // Tracing is best effort: a failing hook never stops the question.
+  }
+  return typeof value === 'string' && value !== '' ? { traceparent: value } : {};
 }
 
 function askUrl(baseUrl: string): string {
