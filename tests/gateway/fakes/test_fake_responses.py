@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.fakes.openai_server import FakeOpenAIConfig
-from tests.gateway.fakes.test_openai_server import MODEL, Fake, running_fake
+from tests.gateway.fakes.harness import MODEL, Fake, running_fake
 
 pytestmark = pytest.mark.anyio
 
