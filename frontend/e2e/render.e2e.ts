@@ -141,6 +141,12 @@ describe('<orc-prompt> rendering, feedback and threads against the gateway', () 
       'print("hello")\ntotal = 3 + 12',
     );
     assert.deepEqual(await answer.locator('ul > li').allTextContents(), ['one', 'two', 'three']);
+    assert.equal(await prompt.page.getByTestId('feedback-up').isVisible(), true);
+    await mkdir(RESULTS_DIR, { recursive: true });
+    await prompt.page.screenshot({
+      path: join(RESULTS_DIR, 'answer-markdown.png'),
+      fullPage: true,
+    });
     assert.deepEqual(prompt.pageErrors, []);
   });
 

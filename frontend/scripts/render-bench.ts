@@ -22,6 +22,7 @@ interface TraceEvent {
   readonly pid: number;
   readonly tid: number;
   readonly dur?: number;
+  readonly ts?: number;
   readonly args?: { readonly name?: string };
 }
 
@@ -111,6 +112,9 @@ async function main(): Promise<void> {
     console.log(
       `main thread busy: ${(taskS * 1000).toFixed(0)} ms (layout ${(layoutS * 1000).toFixed(0)} ms, style ${(styleS * 1000).toFixed(0)} ms)`,
     );
+    if (process.env['BENCH_BREAKDOWN']) {
+      console.log(breakdown(events));
+    }
     if (prompt.pageErrors.length > 0) {
       throw new Error(`page errors: ${prompt.pageErrors.join('; ')}`);
     }
@@ -145,6 +149,42 @@ function mainThreadTasks(events: readonly TraceEvent[]): number[] {
   // The page's renderer is the busiest one (other renderers, if any, idle).
   const sum = (list: number[]): number => list.reduce((a, b) => a + b, 0);
   return [...byThread.values()].sort((a, b) => sum(b) - sum(a))[0] ?? [];
+}
+
+/** Total duration (ms) per trace event name on renderer main threads: where the time went. */
+function breakdown(events: readonly TraceEvent[]): string {
+  const totals = new Map<string, number>();
+  for (const event of events) {
+    if (event.ph === 'X' && event.dur) {
+      totals.set(event.name, (totals.get(event.name) ?? 0) + event.dur / 1000);
+    }
+  }
+  const longest = events
+    .filter((e) => e.name === 'RunTask' && e.ph === 'X')
+    .sort((a, b) => (b.dur ?? 0) - (a.dur ?? 0))
+    .slice(0, 3)
+    .map((task) => {
+      const end = (task.ts ?? 0) + (task.dur ?? 0);
+      const inside = events
+        .filter(
+          (e) =>
+            e !== task &&
+            e.ph === 'X' &&
+            e.tid === task.tid &&
+            e.pid === task.pid &&
+            (e.ts ?? 0) >= (task.ts ?? 0) &&
+            (e.ts ?? 0) <= end &&
+            (e.dur ?? 0) > 5000,
+        )
+        .map((e) => `${e.name} ${((e.dur ?? 0) / 1000).toFixed(0)}`);
+      return `task ${((task.dur ?? 0) / 1000).toFixed(0)} ms: ${inside.join(', ')}`;
+    });
+  return [...totals.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 12)
+    .map(([name, ms]) => `${name}: ${ms.toFixed(0)} ms`)
+    .concat(longest)
+    .join('\n');
 }
 
 await main();

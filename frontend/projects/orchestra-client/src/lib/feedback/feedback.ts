@@ -15,7 +15,7 @@ import { FEEDBACK_COMMENT_MAX, FeedbackClient, FeedbackScore } from './feedback-
 type FeedbackState = 'idle' | 'sending' | 'saved' | 'error';
 
 /**
- * `<orc-feedback [requestId]="id" [(score)]="score">`: 👍/👎 for one finished answer, then an optional
+ * `<orc-feedback [requestId]="id" [(score)]="score">`: 👍/👎 (thumb icons) for one finished answer, then an optional
  * comment. The chosen button is `aria-pressed="true"`; choosing the other one replaces the rating (the
  * gateway keeps the last one). A failed save puts the buttons back to the last saved rating.
  *
