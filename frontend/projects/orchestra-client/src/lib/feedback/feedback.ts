@@ -2,6 +2,7 @@ import {
   ChangeDetectionStrategy,
   Component,
   DestroyRef,
+  Injector,
   computed,
   inject,
   input,
@@ -40,7 +41,8 @@ export class Feedback {
   /** What the buttons show: the rating being sent, else the saved one. */
   protected readonly shown = computed(() => this.pending() ?? this.score());
 
-  private readonly client = inject(FeedbackClient);
+  // Resolved on first rating, like ThreadLoader's client: showing the buttons needs no configuration.
+  private readonly injector = inject(Injector);
   private readonly pending = signal<FeedbackScore | null>(null);
   private readonly abort = new AbortController();
 
@@ -68,12 +70,9 @@ export class Feedback {
   private async save(score: FeedbackScore): Promise<void> {
     this.pending.set(score);
     this.state.set('sending');
-    const error = await this.client.rate(
-      this.requestId(),
-      score,
-      this.comment(),
-      this.abort.signal,
-    );
+    const error = await this.injector
+      .get(FeedbackClient)
+      .rate(this.requestId(), score, this.comment(), this.abort.signal);
     if (this.abort.signal.aborted) {
       return;
     }

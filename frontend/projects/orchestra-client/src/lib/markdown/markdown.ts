@@ -47,6 +47,10 @@ export class Markdown {
   }
 
   private schedule(): void {
+    // No frames outside a browser (server-side rendering): the browser renders after hydration.
+    if (typeof requestAnimationFrame !== 'function') {
+      return;
+    }
     if (this.frame === null) {
       // Many tokens arrive per frame on a fast stream: render what is there when the browser paints.
       this.frame = requestAnimationFrame(() => {

@@ -4,7 +4,6 @@ import { userEvent } from 'vitest/browser';
 
 import { AskClient } from '../ask/ask-client';
 import { AskEvent, AskRequest } from '../ask/ask-events';
-import { provideOrchestra } from '../config';
 import { Prompt } from './prompt';
 
 describe('Prompt', () => {
@@ -54,10 +53,8 @@ describe('Prompt', () => {
     };
     TestBed.configureTestingModule({
       imports: [Prompt],
-      providers: [
-        { provide: AskClient, useValue: client },
-        provideOrchestra({ baseUrl: 'https://gw.test', token: 'orc_test' }),
-      ],
+      // Only AskClient, as an app's own tests would mock it: no ORCHESTRA_CONFIG needed to render.
+      providers: [{ provide: AskClient, useValue: client }],
     });
     fixture = TestBed.createComponent(Prompt);
     await fixture.whenStable();

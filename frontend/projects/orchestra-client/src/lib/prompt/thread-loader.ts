@@ -1,4 +1,4 @@
-import { DestroyRef, Injectable, inject, signal } from '@angular/core';
+import { DestroyRef, Injectable, Injector, inject, signal } from '@angular/core';
 
 import { AskError } from '../ask/ask-events';
 import { ConversationClient } from '../conversation/conversation-client';
@@ -19,7 +19,9 @@ export type ThreadStatus = 'idle' | 'loading' | 'error';
  */
 @Injectable()
 export class ThreadLoader {
-  private readonly client = inject(ConversationClient);
+  // Resolved on first load: an app that never restores a thread (or mocks AskClient in its tests) needs
+  // no ORCHESTRA_CONFIG for it.
+  private readonly injector = inject(Injector);
   private readonly itemsState = signal<readonly ThreadItem[]>([]);
   private readonly statusState = signal<ThreadStatus>('idle');
   private readonly errorState = signal('');
@@ -55,7 +57,8 @@ export class ThreadLoader {
     }
     const abort = this.switchTo(id);
     this.statusState.set('loading');
-    void this.client.thread(id, abort.signal).then((result) => {
+    const client = this.injector.get(ConversationClient);
+    void client.thread(id, abort.signal).then((result) => {
       if (result === null || abort.signal.aborted) {
         return;
       }
