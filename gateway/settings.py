@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     # Upstream hosts allowed over plain http or on private addresses (SSRF rules otherwise:
     # https only, loopback excepted; private, link-local and metadata addresses refused).
     allowed_upstream_hosts: tuple[str, ...] = ()
+
+    # Egress through an HTTP forward proxy (http://[user:password@]host[:port]; https upstreams
+    # go through CONNECT tunnels, TLS checked end to end). `upstream_proxy_url` wins over the
+    # standard HTTPS_PROXY / HTTP_PROXY variables, which are read as they are (no ORCHESTRA_
+    # prefix), as is NO_PROXY: hosts, .domains, IPs, CIDRs, host:port, or * reached directly.
+    # The proxy's credentials become Proxy-Authorization and are never logged.
+    upstream_proxy_url: SecretStr | None = None
+    https_proxy: SecretStr | None = Field(None, validation_alias=AliasChoices("https_proxy"))
+    http_proxy: SecretStr | None = Field(None, validation_alias=AliasChoices("http_proxy"))
+    no_proxy: str | None = Field(None, validation_alias=AliasChoices("no_proxy"))
+    # A PEM file of the CAs that verify upstream (and OpenID provider) TLS; default: certifi's.
+    upstream_ca_bundle: Path | None = None
 
     # Upstream timeouts, in seconds.
     connect_timeout_s: float = Field(default=5.0, gt=0)

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import anyio
 from fastapi import FastAPI
 from loguru import logger
+from pydantic import SecretStr
 
-from gateway.core.errors import GatewayError
+from gateway.core.errors import ConfigurationError, GatewayError
 from gateway.core.pricing import Price, PriceTable
 from gateway.flows.lazy import LazyWorkflows, WorkflowSettings
 from gateway.http.resources import Resources
@@ -40,6 +41,7 @@ from gateway.storage.counters.protocol import QuotaCounters
 from gateway.storage.database import Database
 from gateway.upstream.fetch import GuardedFetcher
 from gateway.upstream.openai import OpenAIUpstream
+from gateway.upstream.proxy import ProxyConfigError, ProxyRoutes
 from gateway.upstream.resilience import CircuitBreakers, ResilientUpstream, RetryPolicy
 
 if TYPE_CHECKING:
@@ -104,6 +106,23 @@ async def watch_dependencies(resources: Resources, interval: float = 10.0) -> No
         await anyio.sleep(interval)
 
 
+def egress_routes(settings: Settings) -> ProxyRoutes:
+    """The egress proxy routes; a bad proxy URL stops start-up with a message (no secret)."""
+
+    def secret(value: SecretStr | None) -> str | None:
+        return None if value is None else value.get_secret_value()
+
+    try:
+        return ProxyRoutes.from_settings(
+            upstream_proxy_url=secret(settings.upstream_proxy_url),
+            https_proxy=secret(settings.https_proxy),
+            http_proxy=secret(settings.http_proxy),
+            no_proxy=settings.no_proxy,
+        )
+    except ProxyConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
 def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -125,11 +144,16 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             flush_interval=settings.log_flush_interval_s,
             metrics=metrics,
         )
+        proxies = egress_routes(settings)
+        ca_file = settings.upstream_ca_bundle
+        ca_bundle = None if ca_file is None else str(ca_file)
         openai = OpenAIUpstream(
             connect_timeout=settings.connect_timeout_s,
             first_token_timeout=settings.first_token_timeout_s,
             allowed_hosts=settings.allowed_upstream_hosts,
             max_event_bytes=settings.upstream_max_event_bytes,
+            proxies=proxies,
+            ca_bundle=ca_bundle,
         )
         upstream = ResilientUpstream(
             openai,
@@ -176,6 +200,8 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
         identity_fetcher = GuardedFetcher(
             allowed_hosts=settings.allowed_upstream_hosts,
             connect_timeout=settings.connect_timeout_s,
+            proxies=proxies,
+            ca_bundle=ca_bundle,
         )
         end_users = EndUserAuth(
             db,
