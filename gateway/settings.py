@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     # Prices per model, USD per million tokens, for the monthly budgets.
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
+    # The answer cache (per app: `orchestra apps update APP --cache-ttl 10m`): the most bytes
+    # of answers kept, per process in memory, or in total in Redis when redis_url is set.
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+
     # Workflows: the `conversation` workflow sends at most this many prompt tokens upstream
     # (system prompt, kept history, new message); the oldest turns are dropped first.
     conversation_token_budget: int = Field(default=8000, gt=0)

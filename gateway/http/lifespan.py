@@ -26,6 +26,7 @@ from gateway.identity.oidc import OidcVerifier
 from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
 from gateway.security.master_key import resolve_master_keys
+from gateway.services.answer_cache import AnswerCache
 from gateway.services.apps import workflows_in_use
 from gateway.services.auth_cache import AuthCache
 from gateway.services.auth_epochs import AuthEpochs
@@ -36,6 +37,7 @@ from gateway.services.logs import prune_logs
 from gateway.services.origins import KnownOrigins
 from gateway.services.provider_keys import ProviderKeyCache
 from gateway.settings import Settings
+from gateway.storage.answer_cache import AnswerStore, MemoryAnswerStore, RedisAnswerStore
 from gateway.storage.counters.memory import MemoryCounters
 from gateway.storage.counters.protocol import QuotaCounters
 from gateway.storage.database import Database
@@ -104,6 +106,13 @@ async def watch_dependencies(resources: Resources, interval: float = 10.0) -> No
             except Exception:  # noqa: BLE001 (any failure means "down")
                 metrics.dependency_up.labels("redis").set(0)
         await anyio.sleep(interval)
+
+
+def open_answer_store(settings: Settings, redis: Redis | None) -> AnswerStore:
+    """Shared by the replicas on Redis; else this process's memory."""
+    if redis is None:
+        return MemoryAnswerStore(settings.cache_max_bytes)
+    return RedisAnswerStore(redis, settings.cache_max_bytes)
 
 
 def egress_routes(settings: Settings) -> ProxyRoutes:
@@ -228,6 +237,12 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             drain=drain,
             started_at=time.time(),
             workflows=workflows,
+            answer_cache=AnswerCache(
+                open_answer_store(settings, redis),
+                limiter=limiter,
+                recorder=recorder,
+                metrics=metrics,
+            ),
         )
         try:
             async with anyio.create_task_group() as tasks:

@@ -9,6 +9,7 @@ from gateway.flows.lazy import LazyWorkflows
 from gateway.http.shutdown import Drain
 from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
+from gateway.services.answer_cache import AnswerCache
 from gateway.services.ask import AskDeps
 from gateway.services.auth_cache import AuthCache
 from gateway.services.interactions import InteractionRecorder
@@ -41,6 +42,8 @@ class Resources:
     drain: Drain
     started_at: float
     workflows: LazyWorkflows | None = None
+    #: The per-app answer cache (in memory, or on Redis when there is one).
+    answer_cache: AnswerCache | None = None
     #: What every answer needs, built once.
     ask_deps: AskDeps = field(init=False)
 

@@ -50,6 +50,7 @@ def record_to_json(record: RequestLog) -> dict[str, Any]:
         "duration_ms": record.duration_ms,
         "origin": record.origin,
         "metadata": record.request_metadata,
+        "cached": record.cached,
     }
     if record.prompt_text is not None or record.answer_text is not None:
         data["prompt"] = record.prompt_text
