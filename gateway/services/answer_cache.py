@@ -90,6 +90,7 @@ def cache_key(ctx: AppContext, inp: AskInput, route: str) -> tuple[str, str]:
     """(key, model): the key starts with the app's id. Raises ModelNotAllowed as a call would."""
     request = chat_request(ctx, inp, api_key="")
     material = {
+        "app": ctx.app_id,  # in the digest too, not only its prefix
         "route": route,
         "base_url": ctx.base_url,
         "model": request.model,
