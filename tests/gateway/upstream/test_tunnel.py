@@ -15,11 +15,13 @@ import pytest
 
 from gateway.core.errors import UpstreamError, UpstreamUnavailable
 from gateway.upstream import egress
+from gateway.upstream.fetch import GuardedFetcher
 from gateway.upstream.openai import OpenAIUpstream
 from gateway.upstream.proxy import ProxyRoutes, parse_proxy_url
 from gateway.upstream.types import ChatRequest
 from tests.gateway.upstream.raw_server import ok_stream, raw_server
 from tests.support.forward_proxy import ForwardProxy
+from tests.support.oidc_provider import OidcProvider
 from tests.support.tls_fake import TLSFake
 
 pytestmark = pytest.mark.anyio
@@ -186,3 +188,19 @@ async def test_ssrf_rules_apply_to_the_upstream_host_before_the_proxy_is_asked(
     finally:
         await upstream.aclose()
     assert proxy.requests() == []
+
+
+async def test_openid_documents_are_fetched_through_the_same_proxy(proxy: ForwardProxy) -> None:
+    routes = ProxyRoutes.from_settings(
+        upstream_proxy_url=proxy.url, https_proxy=None, http_proxy=None, no_proxy=None
+    )
+    fetcher = GuardedFetcher(connect_timeout=5, proxies=routes)
+    with OidcProvider.running() as provider:
+        url = f"{provider.issuer}/.well-known/openid-configuration"
+        try:
+            document = json.loads(await fetcher.get(url, limit=65_536, timeout=10))
+        finally:
+            await fetcher.aclose()
+        assert document["issuer"] == provider.issuer
+        assert provider.discovery_fetches == 1
+    assert proxy.requests() == [("GET", url)]
