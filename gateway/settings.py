@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -81,6 +81,18 @@ class Settings(BaseSettings):
     # https only, loopback excepted; private, link-local and metadata addresses refused).
     allowed_upstream_hosts: tuple[str, ...] = ()
 
+    # Egress through an HTTP forward proxy (http://[user:password@]host[:port]; https upstreams
+    # go through CONNECT tunnels, TLS checked end to end). `upstream_proxy_url` wins over the
+    # standard HTTPS_PROXY / HTTP_PROXY variables, which are read as they are (no ORCHESTRA_
+    # prefix), as is NO_PROXY: hosts, .domains, IPs, CIDRs, host:port, or * reached directly.
+    # The proxy's credentials become Proxy-Authorization and are never logged.
+    upstream_proxy_url: SecretStr | None = None
+    https_proxy: SecretStr | None = Field(None, validation_alias=AliasChoices("https_proxy"))
+    http_proxy: SecretStr | None = Field(None, validation_alias=AliasChoices("http_proxy"))
+    no_proxy: str | None = Field(None, validation_alias=AliasChoices("no_proxy"))
+    # A PEM file of the CAs that verify upstream (and OpenID provider) TLS; default: certifi's.
+    upstream_ca_bundle: Path | None = None
+
     # Upstream timeouts, in seconds.
     connect_timeout_s: float = Field(default=5.0, gt=0)
     first_token_timeout_s: float = Field(default=60.0, gt=0)
@@ -139,6 +151,10 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(default=0.25, gt=0)
     # Prices per model, USD per million tokens, for the monthly budgets.
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+
+    # The answer cache (per app: `orchestra apps update APP --cache-ttl 10m`): the most bytes
+    # of answers kept, per process in memory, or in total in Redis when redis_url is set.
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
 
     # Workflows: the `conversation` workflow sends at most this many prompt tokens upstream
     # (system prompt, kept history, new message); the oldest turns are dropped first.

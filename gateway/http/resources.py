@@ -10,6 +10,7 @@ from gateway.http.shutdown import Drain
 from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import CallTracer
 from gateway.security.keyring import Keyring
+from gateway.services.answer_cache import AnswerCache
 from gateway.services.ask import AskDeps
 from gateway.services.auth_cache import AuthCache
 from gateway.services.interactions import InteractionRecorder
@@ -44,6 +45,8 @@ class Resources:
     workflows: LazyWorkflows | None = None
     #: One span per call; None without an OTLP endpoint.
     tracer: CallTracer | None = None
+    #: The per-app answer cache (in memory, or on Redis when there is one).
+    answer_cache: AnswerCache | None = None
     #: What every answer needs, built once.
     ask_deps: AskDeps = field(init=False)
 

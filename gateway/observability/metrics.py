@@ -181,6 +181,21 @@ class Metrics:
             ["app", "score"],
             registry=r,
         )
+        # The answer cache (``app`` is bounded: registered apps only).
+        self.cache_hits = Counter(
+            "orchestra_cache_hits_total", "Requests answered from the cache.", ["app"], registry=r
+        )
+        self.cache_misses = Counter(
+            "orchestra_cache_misses_total",
+            "Cacheable requests the cache could not answer.",
+            ["app"],
+            registry=r,
+        )
+        self.cache_evictions = Counter(
+            "orchestra_cache_evictions_total",
+            "Cached answers dropped before their time to stay under cache_max_bytes.",
+            registry=r,
+        )
         self.quota_unavailable = Counter(
             "orchestra_quota_counters_unavailable_total",
             "Requests decided while the quota counters were unreachable.",

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from gateway.core.errors import ContentFlagged
 from gateway.http import sse
 from gateway.http.body import parse_model, read_body
+from gateway.http.cached import CacheUse, ask_hit, consult
 from gateway.http.calls import Call, check_limits, handle_call, shutting_down
 from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.json_response import FastJSONResponse
@@ -22,8 +23,12 @@ from gateway.services.ask import Answer, AskInput, CallMeta, Delta, Done
 router = APIRouter()
 
 
-async def _encode(answer: Answer, request_id: str) -> AsyncIterator[bytes]:
+async def _encode(
+    answer: Answer, request_id: str, keep: CacheUse | None = None
+) -> AsyncIterator[bytes]:
     async for event in answer.events():
+        if keep is not None:
+            await keep.see(event)  # the answer cache keeps it once it is complete
         if isinstance(event, Delta):
             if event.chunk.text:
                 yield sse.delta(event.chunk.text)
@@ -71,11 +76,15 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
         conversation_id=body.conversation_id,
         metadata=body.metadata,
     )
+    cache = await consult(request, resources, call.ctx, inp, meta)
+    if cache.hit is not None:
+        return ask_hit(cache, meta, stream=not _wants_json(request, body))
     answer = call.answer = Answer(resources.ask_deps, call.ctx, inp, meta)
     if _wants_json(request, body):
         completion = await call.start_watching(request.receive).run(answer.complete)
+        await cache.keep(completion)
         return FastJSONResponse(
-            headers=headers_for(answer.limit_states, openai=False),
+            headers={**headers_for(answer.limit_states, openai=False), **cache.headers()},
             content={
                 "request_id": meta.request_id,
                 "text": completion.text,
@@ -88,7 +97,7 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
     watch = call.start_watching(request.receive)
     try:
         await watch.run(answer.open)
-        events = _encode(answer, meta.request_id)
+        events = _encode(answer, meta.request_id, cache.capture())
     except ContentFlagged as flagged:
         # A moderation refusal is part of the stream contract: one `error` event, the end.
         events = _only(sse.error_event(flagged, meta.request_id))
@@ -96,7 +105,7 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
         events,
         settle=answer.settle,
         ping_interval=settings.ping_interval_s,
-        headers=headers_for(answer.limit_states, openai=False),
+        headers={**headers_for(answer.limit_states, openai=False), **cache.headers()},
         drain=resources.drain,
         watch=call.hand_over_watch(),
         more_ready=answer.more_ready,

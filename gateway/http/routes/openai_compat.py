@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from gateway.http import sse
 from gateway.http.body import parse_model, read_body
+from gateway.http.cached import CacheUse, consult, openai_hit
 from gateway.http.calls import Call, check_limits, handle_call, shutting_down
 from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.json_response import FastJSONResponse
@@ -41,8 +42,12 @@ _OWN_FIELDS = {
 }
 
 
-async def _encode(answer: Answer, include_usage: bool) -> AsyncIterator[bytes]:
+async def _encode(
+    answer: Answer, include_usage: bool, keep: CacheUse | None = None
+) -> AsyncIterator[bytes]:
     async for event in answer.events():
+        if keep is not None:
+            await keep.see(event)  # the answer cache keeps it once it is complete
         if isinstance(event, Delta):
             chunk = event.chunk
             if chunk.usage_only and not include_usage:
@@ -79,19 +84,24 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
         max_tokens=body.max_completion_tokens or body.max_tokens,
         extra=extra,
     )
+    include_usage = bool((body.stream_options or {}).get("include_usage"))
+    cache = await consult(request, resources, call.ctx, inp, meta)
+    if cache.hit is not None:
+        return openai_hit(cache, meta, stream=bool(body.stream), include_usage=include_usage)
     answer = call.answer = Answer(resources.ask_deps, call.ctx, inp, meta)
     if not body.stream:
         completion = await call.start_watching(request.receive).run(answer.complete)
+        await cache.keep(completion)
         return FastJSONResponse(
-            completion.raw, headers=headers_for(answer.limit_states, openai=True)
+            completion.raw,
+            headers={**headers_for(answer.limit_states, openai=True), **cache.headers()},
         )
     await call.start_watching(request.receive).run(answer.open)
-    include_usage = bool((body.stream_options or {}).get("include_usage"))
     return SSEResponse(
-        _encode(answer, include_usage),
+        _encode(answer, include_usage, cache.capture()),
         settle=answer.settle,
         ping_interval=settings.ping_interval_s,
-        headers=headers_for(answer.limit_states, openai=True),
+        headers={**headers_for(answer.limit_states, openai=True), **cache.headers()},
         drain=resources.drain,
         watch=call.hand_over_watch(),
         more_ready=answer.more_ready,
