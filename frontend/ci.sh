@@ -50,6 +50,8 @@ if gate npm run --silent build:lib; then
     gate npm run --silent typecheck:node
     step "e2e (playwright-core + Chromium, real gateway)"
     tests npm run --silent e2e
+    step "the guide on a fresh app (ng new, GUIDE.md's steps, build, stream in Chromium)"
+    tests npm run --silent e2e:guide
   fi
 fi
 

@@ -18,6 +18,8 @@ const REPORTS: readonly { readonly file: string; readonly read: (text: string) =
   { file: 'unit-orchestra-client-ng21.json', read: fromVitestJson },
   { file: 'unit-demo.json', read: fromVitestJson },
   { file: 'e2e.tap', read: fromNodeTap },
+  // GUIDE.md replayed on a fresh `ng new` app (e2e/guide/).
+  { file: 'e2e-guide.tap', read: fromNodeTap },
 ];
 
 function fromVitestJson(text: string): Counts {
