@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import type { Browser } from 'playwright-core';
@@ -38,6 +38,8 @@ function cleanEnv(): NodeJS.ProcessEnv {
         ([key]) => !/^npm_(package|lifecycle|config_(prefix|global|local))/i.test(key),
       ),
     ),
+    // The guide asks for Node 22 (Angular 22): the workspace's pinned one, first on the PATH.
+    PATH: `${join(FRONTEND_DIR, 'node_modules', '.bin')}${delimiter}${process.env['PATH'] ?? ''}`,
     npm_config_prefer_offline: 'true',
     npm_config_audit: 'false',
     npm_config_fund: 'false',
