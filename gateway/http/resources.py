@@ -9,6 +9,7 @@ from gateway.flows.lazy import LazyWorkflows
 from gateway.http.shutdown import Drain
 from gateway.observability.metrics import Metrics
 from gateway.security.keyring import Keyring
+from gateway.services.answer_streams import AnswerStreams
 from gateway.services.ask import AskDeps
 from gateway.services.auth_cache import AuthCache
 from gateway.services.interactions import InteractionRecorder
@@ -40,6 +41,8 @@ class Resources:
     provider_keys: ProviderKeyCache
     drain: Drain
     started_at: float
+    #: The answers being streamed or kept for replay (resumable streams).
+    streams: AnswerStreams
     workflows: LazyWorkflows | None = None
     #: What every answer needs, built once.
     ask_deps: AskDeps = field(init=False)
