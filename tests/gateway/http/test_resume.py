@@ -286,3 +286,26 @@ async def test_another_app_gets_404_and_after_the_window_410(
         assert_error(response, 410, "stream_expired")
         response = await http.request(method, f"/ask/{request_id}/{path}", headers=other.auth)
         assert_error(response, 404, "not_found")
+
+
+async def session_auth(http: httpx.AsyncClient, app: AppHandle, user: str) -> AppHandle:
+    """The app as end user ``user`` (a session token minted by the app's backend)."""
+    response = await http.post("/sessions", json={"user": user}, headers=app.auth)
+    assert response.status_code == 201, response.text
+    return AppHandle(app.name, app.id, response.json()["token"], "", None)
+
+
+async def test_a_users_answer_is_theirs_alone(http: httpx.AsyncClient, resume_apps: Apps) -> None:
+    app = await resume_apps.add()
+    alice, bob = await session_auth(http, app, "alice"), await session_auth(http, app, "bob")
+    streamed = await ask_stream(http, alice, {"prompt": f"Alice's {secrets.token_hex(4)}"})
+    for method, path in (("GET", "events"), ("POST", "cancel")):
+        response = await http.request(
+            method, f"/ask/{streamed.request_id}/{path}", headers=bob.auth
+        )
+        assert_error(response, 404, "not_found")
+    assert [e.data for e in await follow(http, alice, streamed.request_id)] == [
+        e.data for e in streamed.events
+    ]
+    # The app's own backend (its app token) may read its users' answers.
+    assert len(await follow(http, app, streamed.request_id)) == len(streamed.events)
