@@ -154,7 +154,9 @@ def ask_hit(use: CacheUse, meta: CallMeta, *, stream: bool) -> Response:
     }
     if not stream:
         return FastJSONResponse({**done, "text": hit.text}, headers=headers)
-    body = (sse.delta(hit.text) if hit.text else b"") + sse.event(sse.EVENT_DONE, done)
+    # Numbered like a live answer's events (not resumable: it is whole in this one body).
+    text = sse.delta(hit.text, 1) if hit.text else b""
+    body = text + sse.event(sse.EVENT_DONE, done, 2 if hit.text else 1)
     return _stream_body(body, headers)
 
 
