@@ -70,7 +70,11 @@ describe('<orc-prompt> resumes an answer', () => {
 
   before(
     async () => {
-      [stack, browser] = await Promise.all([startStack(), launchBrowser()]);
+      // Each is kept as soon as it is up, so that `after` stops it even if the other failed.
+      await Promise.all([
+        startStack().then((started) => (stack = started)),
+        launchBrowser().then((launched) => (browser = launched)),
+      ]);
       proxy = await TcpProxy.start(stack.gatewayUrl);
       const prompt = await open();
       await prompt.ask(PROMPT);
