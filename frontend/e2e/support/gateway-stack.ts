@@ -15,6 +15,8 @@ import { type AppOptions, SHORT_SESSION_TTL_S, type Stack } from './stack.ts';
 
 /** Between answer chunks: slow enough for a browser to see the answer grow. */
 const TOKEN_MS = '40';
+/** Far longer than any resume in the tests: an answer is never cancelled while a page comes back. */
+const DETACH_GRACE_S = 120;
 const ORCHESTRA = process.env['ORCHESTRA_BIN'] ?? join(REPO_DIR, '.venv', 'bin', 'orchestra');
 
 /** `uiDir`: the built app the demo backends serve (default: the demo; the guide's test serves its own). */
@@ -93,7 +95,8 @@ export async function startGatewayStack({ uiDir = DEMO_DIST_DIR } = {}): Promise
 
     const token = await addApp('e2e');
     const gateway = start('gateway', ORCHESTRA, ['serve', '--port', String(gatewayPort)], {
-      env,
+      // A page whose connection drops, or that reloads, has this long to pick its answer up again.
+      env: { ...env, ORCHESTRA_STREAM_DETACH_GRACE_S: String(DETACH_GRACE_S) },
       cwd: REPO_DIR,
     });
     children.push(gateway);

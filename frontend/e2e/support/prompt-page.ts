@@ -4,7 +4,8 @@ import type { Browser, BrowserContext, Locator, Page, Response } from 'playwrigh
 /** The demo backend's session endpoint (`sessionUrl` in its `config.json`). */
 export const SESSION_PATH = '/api/orchestra/session';
 
-export type Status = 'idle' | 'loading' | 'streaming' | 'done' | 'error' | 'cancelled';
+export type Status =
+  'idle' | 'loading' | 'streaming' | 'reconnecting' | 'done' | 'error' | 'cancelled';
 
 /** One rendering of the component, as recorded in the page by a MutationObserver. */
 export interface Rendering {

@@ -32,6 +32,11 @@ export interface OrchestraConfig {
    * span joins the app's trace; `null` (or a hook that throws) sends none.
    */
   readonly traceparent?: () => string | null;
+  /**
+   * How many times an answer whose connection broke is resumed (`GET /ask/{id}/events` after the last
+   * event seen, waiting 0.5 s, 1 s, 2 s… before each attempt) before it fails; default 5, 0 never resumes.
+   */
+  readonly maxResumeAttempts?: number;
 }
 
 export const ORCHESTRA_CONFIG = new InjectionToken<OrchestraConfig>('ORCHESTRA_CONFIG');

@@ -33,6 +33,8 @@ export interface AskUsage {
 export interface AskDelta {
   readonly type: 'delta';
   readonly text: string;
+  /** The event's `id` in its answer (1, 2, 3…), when the gateway sent one: where a resume starts from. */
+  readonly eventId?: number;
 }
 
 /** The answer is complete. */
@@ -58,7 +60,10 @@ export type GatewayErrorCode =
   | 'upstream_auth_failed'
   | 'upstream_unavailable'
   | 'upstream_timeout'
-  | 'identity_provider_unavailable';
+  | 'identity_provider_unavailable'
+  | 'cancelled'
+  | 'not_found'
+  | 'stream_expired';
 
 /**
  * Error codes produced by the client itself:
@@ -89,3 +94,22 @@ export interface AskError {
 }
 
 export type AskEvent = AskDelta | AskDone | AskError;
+
+/** Progress of the connection (only with `ask(request, { progress: true })` and `follow()`). */
+export interface AskConnected {
+  readonly type: 'connected';
+  /** The answer's id (`X-Request-Id`): what `follow()` and `cancel()` take. */
+  readonly requestId: string;
+  /** `true` when this connection resumed the answer after a network error. */
+  readonly resumed: boolean;
+}
+
+/** The connection broke mid-answer; the client reconnects after `delayMs` (attempt 1, 2…). */
+export interface AskReconnecting {
+  readonly type: 'reconnecting';
+  readonly requestId: string;
+  readonly attempt: number;
+  readonly delayMs: number;
+}
+
+export type AskProgress = AskEvent | AskConnected | AskReconnecting;

@@ -13,7 +13,12 @@ import { OrchestraConfig, OrchestraToken, OrchestraTokenProvider } from '../conf
 export async function gatewayFetch(
   config: OrchestraConfig,
   path: string,
-  init: { readonly method: string; readonly body?: unknown; readonly accept?: string },
+  init: {
+    readonly method: string;
+    readonly body?: unknown;
+    readonly accept?: string;
+    readonly headers?: Readonly<Record<string, string>>;
+  },
   signal: AbortSignal,
 ): Promise<Response | AskError | null> {
   const source = config.token;
@@ -26,6 +31,7 @@ export async function gatewayFetch(
       return token;
     }
     const headers: Record<string, string> = {
+      ...init.headers,
       Authorization: `Bearer ${token}`,
       Accept: init.accept ?? 'application/json',
       ...traceHeaders(config.traceparent),

@@ -1,5 +1,6 @@
 import {
   ChangeDetectionStrategy,
+  OnInit,
   Component,
   booleanAttribute,
   computed,
@@ -16,6 +17,7 @@ import { Feedback } from '../feedback/feedback';
 import { FeedbackScore } from '../feedback/feedback-client';
 import { Markdown } from '../markdown/markdown';
 import { describeAskError } from './error-text';
+import { readRunningAnswer, writeRunningAnswer } from './running-answer-store';
 import { ThreadLoader } from './thread-loader';
 
 export type { ThreadItem } from './thread-loader';
@@ -24,6 +26,7 @@ const STATUS_TEXT: Readonly<Record<AskStatus, string>> = {
   idle: 'Ready',
   loading: 'Waiting for the answer…',
   streaming: 'Answering…',
+  reconnecting: 'Connection lost, reconnecting…',
   done: 'Done',
   error: 'Failed',
   cancelled: 'Cancelled',
@@ -43,7 +46,7 @@ export type PromptFormat = 'markdown' | 'text';
  * the answer, and a "New conversation" button starts over. `conversationIdChange` tells the app the id.
  *
  * Stable hooks (`data-testid`): `prompt-input`, `send-button`, `cancel-button`, `answer`, `status` (with
- * `data-status="idle|loading|streaming|done|error|cancelled"`), `error` (with `data-code`), `retry-button`,
+ * `data-status="idle|loading|streaming|reconnecting|done|error|cancelled"`), `error` (with `data-code`), `retry-button`,
  * `usage`; in conversation mode also `new-conversation`, `thread` and `thread-item` (with
  * `data-role="user|assistant"`).
  */
@@ -55,7 +58,7 @@ export type PromptFormat = 'markdown' | 'text';
   imports: [Markdown, Feedback],
   providers: [AskSession, ThreadLoader],
 })
-export class Prompt {
+export class Prompt implements OnInit {
   /** The visible label of the prompt box. */
   readonly label = input('Prompt');
   readonly placeholder = input('Ask something…');
@@ -70,6 +73,11 @@ export class Prompt {
    * it changes on the first send of a new conversation and to `null` on "New conversation".
    */
   readonly conversationId = model<string | null>(null);
+  /**
+   * The `sessionStorage` key under which the running answer (request id, last event id) is kept, so that
+   * a reload during an answer picks it up again; give each prompt of a page its own. `""` keeps nothing.
+   */
+  readonly resumeKey = input('orc-prompt');
 
   protected readonly session = inject(AskSession);
   protected readonly draft = signal('');
@@ -87,10 +95,20 @@ export class Prompt {
   protected readonly thread = this.threads.items;
   /** Ratings given so far, by request id (kept when an answer moves into the thread). */
   protected readonly ratings = signal<ReadonlyMap<string, FeedbackScore>>(new Map());
+  /** Set once a running answer kept by a previous page was looked for (and then followed). */
+  private readonly restored = signal(false);
   /** The prompt of the exchange shown in the answer region (conversation mode). */
   private currentPrompt: string | null = null;
 
   constructor() {
+    // Keep the running answer for a reload; cleared when it ends (done, error, cancelled).
+    effect(() => {
+      const key = this.resumeKey();
+      const running = this.session.running();
+      if (key !== '' && this.restored()) {
+        writeRunningAnswer(key, running);
+      }
+    });
     // An id from the app (on start, or switched later) that is not the thread shown: load its thread.
     effect(() => {
       const id = this.conversationId();
@@ -110,6 +128,16 @@ export class Prompt {
         }
       });
     });
+  }
+
+  ngOnInit(): void {
+    const key = this.resumeKey();
+    const running = key === '' ? null : readRunningAnswer(key);
+    if (running !== null) {
+      // The text before the reload is gone with the page: replay the answer from its first event.
+      this.session.follow(running.requestId);
+    }
+    this.restored.set(true);
   }
 
   protected send(): void {
