@@ -12,13 +12,9 @@ second, and its stderr (JSON logs) is captured to a file that the secret-leak te
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -33,15 +29,33 @@ import openai
 import pytest
 from pydantic import SecretStr
 
-from gateway.security.keyring import Keyring
+from gateway.security.keyring import Keyring, generate_master_key
 from gateway.security.master_key import resolve_master_keys
 from gateway.services import apps as app_service
 from gateway.services import tokens as token_service
 from gateway.storage.database import Database
+from tests.support import processes
+from tests.support.cli import run_cli, run_cli_async
+from tests.support.databases import POSTGRES_PORT, PostgresSchema
+from tests.support.polling import poll
+from tests.support.processes import ORCHESTRA, Proc, child_env, free_port, stopping, wait_http
+from tests.support.sse import SSEEvent, parse_block, sse_events
+from tests.support.tcp_proxy import TcpProxy, start_tcp_proxy
+
+# Re-exported: the tests of several folders import them from here.
+__all__ = [
+    "ORCHESTRA",
+    "SSEEvent",
+    "child_env",
+    "free_port",
+    "parse_block",
+    "poll",
+    "run_cli",
+    "sse_events",
+]
 
 T = TypeVar("T")
 
-ORCHESTRA = Path(sys.executable).parent / "orchestra"
 MODEL = "gpt-4o-mini"
 
 # The session gateway's settings (short, so that timeout paths are quick to test).
@@ -67,99 +81,14 @@ _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", l
 
 # --- processes ------------------------------------------------------------------------------
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def child_env(settings: Mapping[str, object]) -> dict[str, str]:
-    """A minimal environment: nothing of the developer's ORCHESTRA_* leaks into a child."""
-    env = {"PATH": os.defpath, "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
-    env.update({f"ORCHESTRA_{name.upper()}": str(value) for name, value in settings.items()})
-    return env
-
-
-@dataclass
-class Server:
-    """A child process serving HTTP on ``url``; its stderr goes to ``stderr_path``."""
-
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    stderr_path: Path
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-    def _check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(
-                f"{self.name} exited with {self.process.returncode}:\n{self.stderr()[-3000:]}"
-            )
-
-    async def wait_ready_async(self, path: str, *, timeout: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=1.0, verify=TLS) as http:
-            while time.monotonic() < deadline:
-                self._check_alive()
-                try:
-                    if (await http.get(f"{self.url}{path}")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await anyio.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not answer {path} in {timeout} s:\n{self.stderr()}")
-
-    def wait_ready(self, path: str, *, timeout: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0, verify=TLS) as http:
-            while time.monotonic() < deadline:
-                self._check_alive()
-                try:
-                    if http.get(f"{self.url}{path}").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not answer {path} in {timeout} s:\n{self.stderr()}")
+#: The suite's gateways and fakes (tests/support/processes.py); stdout apart from the JSON logs.
+Server = Proc
 
 
 def spawn(name: str, args: list[str], env: Mapping[str, str], logs: Path, port: int) -> Server:
-    logs.mkdir(parents=True, exist_ok=True)
-    stdout_path, stderr_path = logs / f"{name}.out", logs / f"{name}.err"
-    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(ORCHESTRA), *args, "--port", str(port)],
-            env=dict(env),
-            stdout=stdout,
-            stderr=stderr,
-        )
-    return Server(name, f"http://127.0.0.1:{port}", process, stderr_path)
-
-
-def run_cli(args: list[str], env: Mapping[str, str]) -> str:
-    """Run `orchestra ARGS` to completion (for session setup, outside any event loop)."""
-    result = subprocess.run(
-        [str(ORCHESTRA), *args],
-        env=dict(env),
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, f"orchestra {args}: {result.stdout!r} {result.stderr!r}"
-    return result.stdout.decode()
+    """``orchestra ARGS --port PORT``, its stderr (JSON logs) in ``logs/NAME.err``."""
+    argv = [str(ORCHESTRA), *args, "--port", str(port)]
+    return processes.spawn(name, argv, env, logs, port, stdout_apart=True)
 
 
 # --- the fakes and the gateway --------------------------------------------------------------
@@ -204,6 +133,12 @@ class Gateway:
     database_url: str
     database_schema: str | None = None
 
+    @classmethod
+    def on_sqlite(cls, server: Server, home: Path, settings: Mapping[str, object]) -> Gateway:
+        """A gateway started with ``settings`` on the SQLite database of ``home``."""
+        database_url = f"sqlite+aiosqlite:///{home}/orchestra.db"
+        return cls(server, home, child_env(settings), database_url)
+
     @property
     def url(self) -> str:
         return self.server.url
@@ -215,9 +150,7 @@ class Gateway:
 
     async def cli(self, *args: str) -> str:
         """Run `orchestra ARGS` against this gateway's database; its stdout."""
-        result = await anyio.run_process([str(ORCHESTRA), *args], env=self.env, check=False)
-        assert result.returncode == 0, f"orchestra {args}: {result.stdout!r} {result.stderr!r}"
-        return result.stdout.decode()
+        return await run_cli_async(args, self.env)
 
     async def with_database(self, work: Callable[[Database], Awaitable[T]]) -> T:
         db = Database.open(self.database_url, schema=self.database_schema, pool_size=2)
@@ -296,6 +229,28 @@ async def serving_gateway(
             await anyio.to_thread.run_sync(server.stop)
 
 
+@asynccontextmanager
+async def gateway_via_proxy(
+    root: Path, schema: PostgresSchema, *, name: str, **overrides: object
+) -> AsyncIterator[tuple[Gateway, TcpProxy]]:
+    """A gateway on PostgreSQL (``schema``, migrated here) through a TCP proxy: stopping the
+    proxy is a database outage for that gateway only."""
+    await schema.migrate()
+    async with anyio.create_task_group() as tasks:
+        proxy = await start_tcp_proxy(tasks, POSTGRES_PORT)
+        async with serving_gateway(
+            root / "home",
+            root / "logs",
+            name=name,
+            database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{proxy.port}/test",
+            database_schema=schema.name,
+            master_key=generate_master_key(),
+            **overrides,
+        ) as gateway:
+            yield gateway, proxy
+        tasks.cancel_scope.cancel()
+
+
 @dataclass
 class Servers:
     fake: Fake
@@ -303,36 +258,39 @@ class Servers:
     gateway: Gateway
 
 
+def spawn_fake(name: str, logs: Path, *options: str) -> Server:
+    """``orchestra fake-openai OPTIONS`` on a free port (not waited for)."""
+    return spawn(name, ["fake-openai", *options], child_env({}), logs, free_port())
+
+
+def spawn_gateway(name: str, settings: Mapping[str, object], logs: Path) -> Server:
+    """``orchestra serve`` with ``settings`` on a free port (not waited for)."""
+    return spawn(name, ["serve"], child_env(settings), logs, free_port())
+
+
+def init_home(home: Path, **settings: object) -> None:
+    """`orchestra init` in ``home``: a master key, a migrated SQLite database."""
+    run_cli(["init"], child_env({"home": home, **settings}))
+
+
+@contextmanager
+def start_servers(root: Path, **overrides: object) -> Iterator[Servers]:
+    """The fast and slow fakes and a gateway (``gateway_settings`` + ``overrides``), ready."""
+    logs, home = root / "logs", root / "home"
+    with stopping() as fakes:
+        fast = spawn_fake("fake", logs, "--tokens", str(FAST_FAKE_TOKENS))
+        slow = spawn_fake("slow-fake", logs, "--token-ms", str(SLOW_FAKE_TOKEN_MS))
+        fakes += [fast, slow]
+        init_home(home)
+        with running_gateway(home, logs, **overrides) as gateway:
+            wait_http(fakes, "/_fake/health")
+            yield Servers(Fake(fast), Fake(slow), gateway)
+
+
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    root = tmp_path_factory.mktemp("http")
-    logs, home = root / "logs", root / "home"
-    started: list[Server] = []
-    try:
-        fast = spawn(
-            "fake",
-            ["fake-openai", "--tokens", str(FAST_FAKE_TOKENS)],
-            child_env({}),
-            logs,
-            free_port(),
-        )
-        started.append(fast)
-        slow = spawn(
-            "slow-fake",
-            ["fake-openai", "--token-ms", str(SLOW_FAKE_TOKEN_MS)],
-            child_env({}),
-            logs,
-            free_port(),
-        )
-        started.append(slow)
-        run_cli(["init"], child_env({"home": home}))
-        with running_gateway(home, logs) as gateway:
-            for fake in (fast, slow):
-                fake.wait_ready("/_fake/health")
-            yield Servers(Fake(fast), Fake(slow), gateway)
-    finally:
-        for server in started:
-            server.stop()
+    with start_servers(tmp_path_factory.mktemp("http")) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
@@ -494,52 +452,6 @@ def apps(
 # --- reading responses ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SSEEvent:
-    """One SSE block: an event (``name``, ``data``) or a comment (``name`` None)."""
-
-    name: str | None
-    data: str
-    at: float  # time.perf_counter() when the block was complete
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.data)
-
-    @property
-    def is_comment(self) -> bool:
-        return self.name is None
-
-
-def parse_block(block: str, at: float) -> SSEEvent:
-    lines = block.split("\n")
-    if all(line.startswith(":") for line in lines):
-        return SSEEvent(None, "\n".join(line[1:].strip() for line in lines), at)
-    name: str | None = None
-    data: list[str] = []
-    for line in lines:
-        if line.startswith("event: "):
-            assert name is None, block
-            name = line.removeprefix("event: ")
-        elif line.startswith("data: "):
-            data.append(line.removeprefix("data: "))
-        else:
-            raise AssertionError(f"unexpected SSE line {line!r} in {block!r}")
-    assert name is not None and data, block
-    return SSEEvent(name, "\n".join(data), at)
-
-
-async def sse_events(response: httpx.Response) -> AsyncIterator[SSEEvent]:
-    """The blocks of an SSE body as they arrive, with their arrival time; exact framing."""
-    buffer = ""
-    async for text in response.aiter_text():
-        buffer += text
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            yield parse_block(block, time.perf_counter())
-    assert buffer == "", f"bytes after the last event: {buffer!r}"
-
-
 @dataclass
 class Streamed:
     response: httpx.Response
@@ -608,24 +520,6 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
 
 
 # --- waiting --------------------------------------------------------------------------------
-
-
-async def poll(
-    get: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    *,
-    timeout: float = WAIT_TIMEOUT_S,
-    interval: float = 0.02,
-) -> T:
-    """Call ``get`` until ``done(result)``; the last result, or AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await get()
-        if done(result):
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"still not there after {timeout} s: {result!r}")
-        await anyio.sleep(interval)
 
 
 def iso(moment: datetime) -> str:

@@ -27,7 +27,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import typer.main
 from click.testing import CliRunner
 
 from gateway.security.keyring import generate_master_key
@@ -39,17 +38,16 @@ from tests.gateway.http.conftest import (
     AppHandle,
     Fake,
     Gateway,
-    Server,
     SSEEvent,
-    child_env,
-    free_port,
-    parse_block,
+    init_home,
     poll,
-    run_cli,
     running_gateway,
-    spawn,
+    spawn_fake,
 )
 from tests.gateway.upstream.raw_server import FOLLOWUP_PROMPT
+from tests.support.cli import click_command
+from tests.support.processes import stopping, wait_http
+from tests.support.sse import read_until_cut
 
 MASTER_KEY = generate_master_key()
 FIRST_TOKEN_TIMEOUT_S = 1.5
@@ -114,27 +112,16 @@ class Processes:
     logs: Path
 
 
-def init_home(home: Path, **settings: object) -> None:
-    run_cli(["init"], child_env({"home": home, **settings}))
-
-
 @pytest.fixture(scope="session")
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
     root = tmp_path_factory.mktemp("resilience")
     logs, home = root / "logs", root / "home"
-    started: list[Server] = []
-    try:
-        for name in ("r-fake", "r-flaky"):
-            args = ["fake-openai", "--tokens", str(FAKE_TOKENS)]
-            started.append(spawn(name, args, child_env({}), logs, free_port()))
+    with stopping() as fakes:
+        fakes += [spawn_fake(n, logs, "--tokens", str(FAKE_TOKENS)) for n in ("r-fake", "r-flaky")]
         init_home(home, master_key=MASTER_KEY)
         with running_gateway(home, logs, name="r-gateway", **SETTINGS) as gateway:
-            for server in started:
-                server.wait_ready("/_fake/health")
-            yield Processes(Fake(started[0]), Fake(started[1]), gateway, logs)
-    finally:
-        for server in started:
-            server.stop()
+            wait_http(fakes, "/_fake/health")
+            yield Processes(Fake(fakes[0]), Fake(fakes[1]), gateway, logs)
 
 
 @pytest.fixture(scope="session")
@@ -343,17 +330,7 @@ async def call(
         "POST", path, json=body, headers={**auth, **(headers or {})}
     ) as response:
         if response.headers.get("content-type", "").startswith("text/event-stream"):
-            buffer = ""
-            try:
-                async for text in response.aiter_text():
-                    buffer += text
-                    while "\n\n" in buffer:
-                        block, buffer = buffer.split("\n\n", 1)
-                        events.append(parse_block(block, time.perf_counter()))
-            except httpx.HTTPError as exc:
-                cut = f"{type(exc).__name__}: {exc}"
-            if buffer and cut is None:
-                cut = f"bytes after the last event: {buffer!r}"
+            events, cut = await read_until_cut(response)
             payload: Any = None
         else:
             await response.aread()
@@ -446,14 +423,6 @@ class CliRun:
     err: str
 
 
-@functools.cache
-def _click_command() -> Any:
-    # Typer rebuilds the Click tree on each invoke (~0.1 s); once is enough.
-    from cli.main import app
-
-    return typer.main.get_command(app)
-
-
 def orchestra_cli(
     gateway: Gateway, *args: str, input: str | None = None, **settings: str
 ) -> CliRun:
@@ -472,7 +441,7 @@ def orchestra_cli(
             warnings.filterwarnings(
                 "ignore", message=r"\s*.*session\.exec\(\)", category=DeprecationWarning
             )
-            return CliRunner().invoke(_click_command(), list(args), input=input, env=env)
+            return CliRunner().invoke(click_command(), list(args), input=input, env=env)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         result = pool.submit(invoke).result(timeout=60)
