@@ -66,6 +66,27 @@ def parse_cursor(cursor: str | None) -> int | None:
     return int(cursor)
 
 
+async def log_filter(
+    db: Database,
+    *,
+    app_name: str | None = None,
+    outcome: str | None = None,
+    user: str | None = None,
+    since: timedelta | None = None,
+) -> LogFilter:
+    """Which records to read: an app's (by name; NotFound if it does not exist), one outcome,
+    one end user, newer than ``since`` ago."""
+    from gateway.services.apps import get_app
+
+    app_id = None if app_name is None else (await get_app(db, app_name)).id
+    return LogFilter(
+        app_id=app_id,
+        outcome=outcome,
+        user=user,
+        since=None if since is None else utcnow() - since,
+    )
+
+
 async def recent_logs(db: Database, where: LogFilter, *, limit: int) -> LogPage:
     limit = max(1, min(limit, MAX_LIMIT))
     async with db.read() as session:
