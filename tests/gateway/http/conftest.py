@@ -11,15 +11,11 @@ second, and its stderr (JSON logs) is captured to a file that the secret-leak te
 
 from __future__ import annotations
 
-import json
-import re
 import secrets
-import ssl
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,25 +23,33 @@ import anyio
 import httpx
 import openai
 import pytest
-from pydantic import SecretStr
 
-from gateway.security.keyring import Keyring, generate_master_key
-from gateway.security.master_key import resolve_master_keys
-from gateway.services import apps as app_service
-from gateway.services import tokens as token_service
-from gateway.storage.database import Database
+from gateway.security.keyring import generate_master_key
 from tests.support import processes
-from tests.support.cli import run_cli, run_cli_async
+from tests.support.answers import Streamed, ask_stream, assert_error, assert_no_traceback
+from tests.support.apps import MODEL, AppHandle, Apps, slug
+from tests.support.cli import run_cli
 from tests.support.databases import POSTGRES_PORT, PostgresSchema
 from tests.support.polling import poll
 from tests.support.processes import ORCHESTRA, Proc, child_env, free_port, stopping, wait_http
+from tests.support.servers import TLS, Fake, Gateway
 from tests.support.sse import SSEEvent, parse_block, sse_events
 from tests.support.tcp_proxy import TcpProxy, start_tcp_proxy
 
 # Re-exported: the tests of several folders import them from here.
 __all__ = [
+    "MODEL",
     "ORCHESTRA",
+    "TLS",
+    "AppHandle",
+    "Apps",
+    "Fake",
+    "Gateway",
     "SSEEvent",
+    "Streamed",
+    "ask_stream",
+    "assert_error",
+    "assert_no_traceback",
     "child_env",
     "free_port",
     "parse_block",
@@ -56,7 +60,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-MODEL = "gpt-4o-mini"
 
 # The session gateway's settings (short, so that timeout paths are quick to test).
 FIRST_TOKEN_TIMEOUT_S = 1.5
@@ -73,11 +76,6 @@ ADMIN_TOKEN = "adm_" + secrets.token_urlsafe(24)
 START_TIMEOUT_S = 30.0
 WAIT_TIMEOUT_S = 5.0
 
-# Every server here is plain HTTP; building an SSL context per client costs ~45 ms of CPU.
-TLS = ssl.create_default_context()
-
-_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
-
 
 # --- processes ------------------------------------------------------------------------------
 
@@ -92,77 +90,6 @@ def spawn(name: str, args: list[str], env: Mapping[str, str], logs: Path, port: 
 
 
 # --- the fakes and the gateway --------------------------------------------------------------
-
-
-@dataclass
-class Fake:
-    server: Server
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.server.url}/v1"
-
-    async def requests(self) -> list[dict[str, Any]]:
-        """What the fake received (``GET /_fake/requests``), oldest first."""
-        async with httpx.AsyncClient(timeout=5, verify=TLS) as client:
-            response = await client.get(f"{self.url}/_fake/requests")
-        response.raise_for_status()
-        records: list[dict[str, Any]] = response.json()
-        return records
-
-    async def requests_with(self, marker: str) -> list[dict[str, Any]]:
-        """The received chat requests whose messages contain ``marker``."""
-        return [r for r in await self.requests() if marker in json.dumps(r["body"])]
-
-    async def request_with(self, marker: str) -> dict[str, Any]:
-        """The one chat request whose messages contain ``marker`` (waits for it briefly)."""
-        found = await poll(lambda: self.requests_with(marker), lambda rs: len(rs) > 0)
-        assert len(found) == 1, found
-        return found[0]
-
-
-@dataclass
-class Gateway:
-    server: Server
-    home: Path
-    env: dict[str, str]
-    database_url: str
-    database_schema: str | None = None
-
-    @classmethod
-    def on_sqlite(cls, server: Server, home: Path, settings: Mapping[str, object]) -> Gateway:
-        """A gateway started with ``settings`` on the SQLite database of ``home``."""
-        database_url = f"sqlite+aiosqlite:///{home}/orchestra.db"
-        return cls(server, home, child_env(settings), database_url)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        kwargs.setdefault("timeout", 10)
-        kwargs.setdefault("verify", TLS)
-        return httpx.AsyncClient(base_url=self.url, **kwargs)
-
-    async def cli(self, *args: str) -> str:
-        """Run `orchestra ARGS` against this gateway's database; its stdout."""
-        return await run_cli_async(args, self.env)
-
-    async def with_database(self, work: Callable[[Database], Awaitable[T]]) -> T:
-        db = Database.open(self.database_url, schema=self.database_schema, pool_size=2)
-        try:
-            return await work(db)
-        finally:
-            await db.close()
-
-    def keyring(self) -> Keyring:
-        configured = self.env.get("ORCHESTRA_MASTER_KEY")
-        secret = None if configured is None else SecretStr(configured)
-        return Keyring(resolve_master_keys(secret, self.home / "master.key"))
 
 
 def gateway_settings(home: Path, **overrides: object) -> dict[str, object]:
@@ -274,7 +201,7 @@ def init_home(home: Path, **settings: object) -> None:
 
 
 @contextmanager
-def start_servers(root: Path, **overrides: object) -> Iterator[Servers]:
+def start_servers(root: Path, **overrides: Any) -> Iterator[Servers]:
     """The fast and slow fakes and a gateway (``gateway_settings`` + ``overrides``), ready."""
     logs, home = root / "logs", root / "home"
     with stopping() as fakes:
@@ -325,198 +252,21 @@ async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 # --- apps -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AppHandle:
-    name: str
-    id: str
-    token: str
-    token_id: str
-    provider_key: str | None
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
 @pytest.fixture(scope="session")
 def issued_secrets() -> set[str]:
     """Every client token and provider key handed out in this session (for the leak test)."""
     return {ADMIN_TOKEN}
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
-
-
-@dataclass
-class Apps:
-    """Registers apps on the session gateway's database, in-process through the services."""
-
-    gateway: Gateway
-    default_fake: Fake | None
-    secrets: set[str]
-    prefix: str
-    count: int = field(default=0)
-
-    def unique_name(self) -> str:
-        self.count += 1
-        return f"{self.prefix}-{self.count}-{secrets.token_hex(3)}"
-
-    async def add(
-        self,
-        fake: Fake | None = None,
-        *,
-        base_url: str | None = None,
-        origins: tuple[str, ...] = (),
-        model: str | None = None,
-        allow_models: tuple[str, ...] = (),
-        system_prompt: str | None = None,
-        max_output_tokens: int | None = None,
-        log_content: str | None = None,
-        provider_key: str | None = "",
-    ) -> AppHandle:
-        """A new app on ``fake`` (or ``base_url``) with its own provider key and first token.
-
-        ``provider_key=""`` (the default) generates a unique key; ``None`` stores none.
-        """
-        name = self.unique_name()
-        fake = fake or self.default_fake
-        if base_url is None:
-            assert fake is not None, "an app needs a fake or a base_url"
-            base_url = fake.base_url
-        if provider_key == "":
-            provider_key = f"sk-test-{secrets.token_hex(16)}"
-        changes = app_service.AppChanges(
-            origins=origins,
-            model=model,
-            allowed_models=allow_models,
-            base_url=base_url,
-            system_prompt=system_prompt,
-            max_output_tokens=max_output_tokens,
-            log_content=log_content,
-        )
-        defaults = app_service.AppDefaults(
-            model=MODEL, base_url="http://127.0.0.1:9/v1", max_output_tokens=1024
-        )
-        keyring = self.gateway.keyring()
-        registered = await self.gateway.with_database(
-            lambda db: app_service.register_app(
-                db,
-                keyring,
-                name=name,
-                changes=changes,
-                defaults=defaults,
-                provider_key=provider_key,
-            )
-        )
-        self.secrets.add(registered.token.secret)
-        if provider_key is not None:
-            self.secrets.add(provider_key)
-        return AppHandle(
-            name=name,
-            id=registered.app.id,
-            token=registered.token.secret,
-            token_id=registered.token.info.id,
-            provider_key=provider_key,
-        )
-
-    async def issue_token(
-        self, app: AppHandle, *, expires_in: timedelta | None = None
-    ) -> AppHandle:
-        """The same app with another, new token."""
-        issued = await self.gateway.with_database(
-            lambda db: token_service.issue_token(
-                db, app_name=app.name, label="test", expires_in=expires_in
-            )
-        )
-        self.secrets.add(issued.secret)
-        return AppHandle(app.name, app.id, issued.secret, issued.info.id, app.provider_key)
-
-    async def revoke(self, app: AppHandle) -> None:
-        await self.gateway.with_database(lambda db: token_service.revoke_token(db, app.token_id))
-
-    async def set_disabled(self, app: AppHandle, *, disabled: bool) -> None:
-        await self.gateway.with_database(
-            lambda db: app_service.set_disabled(db, app.name, disabled=disabled)
-        )
-
-
 @pytest.fixture
 def apps(
     request: pytest.FixtureRequest, gateway: Gateway, fake: Fake, issued_secrets: set[str]
 ) -> Apps:
-    prefix = _slug(request.node.name.removeprefix("test_")) or "app"
+    prefix = slug(request.node.name.removeprefix("test_")) or "app"
     return Apps(gateway, fake, issued_secrets, prefix)
 
 
 # --- reading responses ----------------------------------------------------------------------
-
-
-@dataclass
-class Streamed:
-    response: httpx.Response
-    blocks: list[SSEEvent]
-    started: float
-
-    @property
-    def events(self) -> list[SSEEvent]:
-        return [b for b in self.blocks if not b.is_comment]
-
-    @property
-    def names(self) -> list[str | None]:
-        return [e.name for e in self.events]
-
-    @property
-    def text(self) -> str:
-        return "".join(e.json["text"] for e in self.events if e.name == "delta")
-
-    @property
-    def request_id(self) -> str:
-        return self.response.headers["x-request-id"]
-
-
-async def ask_stream(
-    client: httpx.AsyncClient,
-    app: AppHandle,
-    body: dict[str, Any],
-    headers: Mapping[str, str] | None = None,
-) -> Streamed:
-    """POST /ask and read the whole SSE stream (asserts a 200 text/event-stream answer)."""
-    started = time.perf_counter()
-    async with client.stream(
-        "POST", "/ask", json=body, headers={**app.auth, **(headers or {})}
-    ) as r:
-        if r.status_code != 200:
-            await r.aread()
-            raise AssertionError(f"/ask answered {r.status_code}: {r.text}")
-        assert r.headers["content-type"].startswith("text/event-stream"), r.headers
-        blocks = [block async for block in sse_events(r)]
-    for block in blocks:
-        assert_no_traceback(block.data)
-    return Streamed(r, blocks, started)
-
-
-def assert_no_traceback(text: str) -> None:
-    assert not _TRACEBACK.search(text), text
-    assert "Traceback" not in text, text
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """A JSON error in the gateway's shape, with this status and code; its ``error`` object."""
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    assert_no_traceback(response.text)
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error: dict[str, Any] = body["error"]
-    # A quota refusal says whose limit it was: the app's (everyone's) or this user's.
-    scoped = {"scope"} if code == "quota_exceeded" else set()
-    assert set(error) == {"code", "message", "request_id", *scoped}, error
-    assert error.get("scope", "app") in ("app", "user"), error
-    assert error["code"] == code, error
-    assert error["message"], error
-    assert error["request_id"] == response.headers["x-request-id"], (error, response.headers)
-    return error
 
 
 # --- waiting --------------------------------------------------------------------------------

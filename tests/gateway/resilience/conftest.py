@@ -30,11 +30,8 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.security.keyring import generate_master_key
-from gateway.services import apps as app_service
-from gateway.services import quotas as quota_service
 from gateway.services.views import QuotaLimits
 from tests.gateway.http.conftest import (
-    MODEL,
     AppHandle,
     Fake,
     Gateway,
@@ -45,6 +42,7 @@ from tests.gateway.http.conftest import (
     spawn_fake,
 )
 from tests.gateway.upstream.raw_server import FOLLOWUP_PROMPT
+from tests.support.apps import Apps
 from tests.support.cli import click_command
 from tests.support.processes import stopping, wait_http
 from tests.support.sse import read_until_cut
@@ -162,71 +160,37 @@ async def client(r_gateway: Gateway) -> Any:
 
 @dataclass
 class Tenants:
-    """Registers apps in-process on a gateway's database (what `orchestra apps add` calls)."""
+    """``Apps`` with this suite's defaults: a quota brings a small ``max_output_tokens``, and
+    every secret handed out is also recorded in ISSUED (for the canary scan)."""
 
     gateway: Gateway
     default_fake: Fake | None
     prefix: str
     secrets: set[str] = field(default_factory=set)
-    count: int = 0
+
+    def __post_init__(self) -> None:
+        self._apps = Apps(self.gateway, self.default_fake, self.secrets, self.prefix)
 
     async def add(
         self,
         fake: Fake | None = None,
         *,
-        base_url: str | None = None,
-        model: str | None = None,
-        allow_models: tuple[str, ...] = (),
-        fallback_models: tuple[str, ...] | None = None,
-        workflow: str | None = None,
-        origins: tuple[str, ...] = (),
-        log_content: str | None = None,
-        max_output_tokens: int | None = None,
         quota: QuotaLimits | None = None,
+        max_output_tokens: int | None = None,
         provider_key: str | None = None,
+        **options: Any,
     ) -> AppHandle:
-        self.count += 1
-        name = f"{self.prefix}-{self.count}-{int(time.time() * 1000) % 100000}"
-        if base_url is None:
-            fake = fake or self.default_fake
-            assert fake is not None
-            base_url = fake.base_url
-        key = provider_key or f"sk-test-{name}-{time.monotonic_ns()}"
         if quota is not None and max_output_tokens is None:
             max_output_tokens = QUOTA_MAX_OUTPUT
-        changes = app_service.AppChanges(
-            origins=origins,
-            model=model,
-            allowed_models=allow_models,
-            base_url=base_url,
+        app = await self._apps.add(
+            fake,
+            quota=quota,
             max_output_tokens=max_output_tokens,
-            log_content=log_content,
-            workflow=workflow,
-            fallback_models=fallback_models,
+            provider_key=provider_key or "",
+            **options,
         )
-        defaults = app_service.AppDefaults(
-            model=MODEL, base_url="http://127.0.0.1:9/v1", max_output_tokens=1024
-        )
-        keyring = self.gateway.keyring()
-
-        async def register(db: Any) -> Any:
-            registered = await app_service.register_app(
-                db, keyring, name=name, changes=changes, defaults=defaults, provider_key=key
-            )
-            if quota is not None:
-                await quota_service.set_quota(db, app_name=name, changes=quota)
-            return registered
-
-        registered = await self.gateway.with_database(register)
-        self.secrets.update({registered.token.secret, key})
-        ISSUED.update({registered.token.secret, key})
-        return AppHandle(
-            name=name,
-            id=registered.app.id,
-            token=registered.token.secret,
-            token_id=registered.token.info.id,
-            provider_key=key,
-        )
+        ISSUED.update(self.secrets)
+        return app
 
 
 def _slug(node: pytest.Item | Any) -> str:
