@@ -109,7 +109,11 @@ def demo(
     try:
         subprocess.run(_orchestra("init"), env=env, check=True, capture_output=True)
         fake = subprocess.Popen(
-            _orchestra("fake-openai", "--port", str(fake_port), "--token-ms", str(token_ms)),
+            _orchestra(
+                "fake-openai",
+                *("--port", str(fake_port), "--token-ms", str(token_ms)),
+                *("--answers", "readable"),  # Markdown the demo's renderer shows off
+            ),
             env=env,
             stdout=subprocess.DEVNULL,
         )

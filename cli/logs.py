@@ -21,6 +21,24 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Read and prune interaction records.", no_args_is_help=True)
 
 _OUTCOME_STYLE = {"completed": "green", "client_disconnected": "yellow", "rejected": "magenta"}
+_COMMENT_SHOWN = 60
+
+
+def _feedback(record: dict[str, Any]) -> str:
+    """The rating: ``rated up``/``rated down`` and the start of the comment (user text:
+    quoted, on one line, never read as markup)."""
+    rating = record.get("feedback")
+    if not isinstance(rating, dict):
+        return ""
+    up = rating.get("score") == 1
+    text = "[green]rated up[/]" if up else "[red]rated down[/]"
+    comment = rating.get("comment")
+    if isinstance(comment, str) and comment:
+        line = " ".join(comment.split())
+        if len(line) > _COMMENT_SHOWN:
+            line = line[: _COMMENT_SHOWN - 1] + "…"
+        text += f' "{escape(line)}"'
+    return text
 
 
 def format_line(record: dict[str, Any]) -> str:
@@ -41,6 +59,7 @@ def format_line(record: dict[str, Any]) -> str:
         f"{float(record['duration_ms']):.0f}ms",
         str(record.get("route")),
         f"[red]{record['error_code']}[/]" if record.get("error_code") else "",
+        _feedback(record),
         f"[dim]{record['request_id']}[/]",
     ]
     return " ".join(part for part in parts if part)

@@ -15,7 +15,7 @@ import typer
 from cli import listener, output
 from cli.context import CliContext
 from cli.errors import fail
-from gateway.core.errors import ConfigurationError
+from gateway.core.errors import ConfigurationError, InvalidRequest
 
 Host = Annotated[str, typer.Option("--host", help="Address to bind.")]
 
@@ -99,12 +99,22 @@ def fake_openai(
         list[str] | None,
         typer.Option("--api-key", help="Accept only these keys (default: any sk-...)."),
     ] = None,
+    answers: Annotated[
+        str,
+        typer.Option(
+            "--answers",
+            help="random: words (tests, benchmarks); readable: Markdown documents (the demo).",
+        ),
+    ] = "random",
 ) -> None:
     """Run the OpenAI-compatible fake used by tests, benchmarks and the demo."""
-    from gateway.fakes.openai_server import FakeOpenAIConfig
+    from gateway.fakes.openai_server import ANSWER_MODES, FakeOpenAIConfig
     from gateway.fakes.openai_server import serve as serve_fake
 
+    if answers not in ANSWER_MODES:
+        fail(InvalidRequest(f"Unknown --answers {answers!r}: use {' or '.join(ANSWER_MODES)}."))
     config = FakeOpenAIConfig(
+        answers=answers,
         tokens=tokens,
         first_token_ms=first_token_ms,
         token_ms=token_ms,

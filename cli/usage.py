@@ -1,4 +1,9 @@
-"""`orchestra usage`: requests, tokens, cost and rejections per app."""
+"""`orchestra usage`: requests, tokens, cost, rejections and ratings per app.
+
+Ratings (POST /feedback): answers rated up and down, and the share of answers (completed, or
+cut by a quota or the client) that were rated at all: "rated up/down" ``3/1 (40%)``; JSON
+``rated_up``, ``rated_down``, ``answers`` and ``rated_share`` (null without answers).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,14 @@ def _row_json(row: UsageRow, by_user: bool) -> dict[str, Any]:
     data = asdict(row)
     if not by_user:
         del data["user"]
+    data["rated_share"] = row.rated_share
     return data
+
+
+def _ratings(row: UsageRow) -> str:
+    """Up/down and the share of answers rated: ``3/1 (40%)``; ``-`` without answers."""
+    share = row.rated_share
+    return "-" if share is None else f"{row.rated_up}/{row.rated_down} ({share:.0%})"
 
 
 def usage(
@@ -61,6 +73,7 @@ def usage(
             "cost (USD)",
             "rejected",
             "quota 429s",
+            "rated up/down",
         ],
         (
             (
@@ -72,9 +85,11 @@ def usage(
                 f"{r.cost_usd:.6f}",
                 r.rejections,
                 r.quota_rejections,
+                _ratings(r),
             )
             for r in rows
         ),
         whole=("app",),
-        droppable=("quota 429s",),  # a part of "rejected"
+        # Ratings first (JSON has them), then "quota 429s" (a part of "rejected").
+        droppable=("rated up/down", "quota 429s"),
     )

@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     # Set by `orchestra serve --workers N` (N > 1): where the workers share their metrics.
     metrics_multiprocess_dir: Path | None = None
 
+    # Tracing: the OTLP/HTTP (protobuf) collector that gets a span per answered request, e.g.
+    # http://otel-collector:4318 (``/v1/traces`` is appended unless the URL ends with it).
+    # Unset: nothing is traced, and the OpenTelemetry SDK is not even imported.
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    # Spans are exported in batches: at most this long after they end (and all at shutdown).
+    otlp_batch_delay_s: float = Field(default=5.0, gt=0, le=60)
+
     # Logging.
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["human", "json"] = "human"

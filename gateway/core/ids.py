@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import time
 from typing import NewType
@@ -36,3 +37,11 @@ def new_token_id() -> TokenId:
 
 def new_request_id() -> RequestId:
     return RequestId(time_ordered("req"))
+
+
+_REQUEST_ID = re.compile(f"req_[{_ALPHABET}]{{26}}")
+
+
+def parse_request_id(text: str) -> RequestId | None:
+    """``text`` as a request id; None when no request of this gateway can have it."""
+    return RequestId(text) if _REQUEST_ID.fullmatch(text) else None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from gateway.fakes import encoding, errors
+from gateway.fakes import encoding, errors, readable
 from gateway.fakes.asgi import (
     JSON_HEADERS,
     Receive,
@@ -29,7 +30,7 @@ from gateway.fakes.prompt import (
     last_user_text,
     parse_directives,
 )
-from gateway.fakes.recorder import RequestRecord
+from gateway.fakes.recorder import RequestRecord, traceparent_of
 
 if TYPE_CHECKING:
     from gateway.fakes.openai_server import FakeOpenAIApp, FakeOpenAIConfig
@@ -64,7 +65,9 @@ class Plan:
 
 async def handle_chat(app: FakeOpenAIApp, scope: Scope, receive: Receive, send: Send) -> None:
     header, key, error = app.authorize(scope)
-    record = RequestRecord(new_id("chatcmpl-"), scope["path"], header)
+    record = RequestRecord(
+        new_id("chatcmpl-"), scope["path"], header, traceparent=traceparent_of(scope)
+    )
     app.requests.add(record)
     raw = await read_body(receive)
     if raw is None:
@@ -153,10 +156,21 @@ def _kind(value: Any) -> str:
     return kinds.get(type(value), "null" if value is None else "an unsupported value")
 
 
+@cache
+def _readable(index: int) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
+    texts = readable.chunks(index)
+    return texts, tuple(encoding.content_delta(text) for text in texts)
+
+
 def make_plan(config: FakeOpenAIConfig, body: dict[str, Any], directives: Directives) -> Plan:
     messages = body["messages"]
     if directives.xss:
         texts, deltas = XSS_CHUNKS, _XSS_DELTAS
+    elif config.answers == "readable":
+        # The document is the answer; [tokens:N] keeps its first N chunks.
+        texts, deltas = _readable(readable.choose(messages))
+        if directives.tokens is not None:
+            texts, deltas = texts[: directives.tokens], deltas[: directives.tokens]
     else:
         count = directives.tokens if directives.tokens is not None else config.tokens
         indices = answer_indices(messages, min(count, MAX_TOKENS))

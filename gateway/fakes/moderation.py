@@ -20,7 +20,7 @@ from gateway.fakes.asgi import (
 )
 from gateway.fakes.errors import ApiError
 from gateway.fakes.prompt import parse_directives
-from gateway.fakes.recorder import RequestRecord
+from gateway.fakes.recorder import RequestRecord, traceparent_of
 
 if TYPE_CHECKING:
     from gateway.fakes.openai_server import FakeOpenAIApp
@@ -31,7 +31,9 @@ DEFAULT_MODEL = "omni-moderation-latest"
 
 async def handle_moderation(app: FakeOpenAIApp, scope: Scope, receive: Receive, send: Send) -> None:
     header, key, error = app.authorize(scope)
-    record = RequestRecord(new_id("modr-"), scope["path"], header)
+    record = RequestRecord(
+        new_id("modr-"), scope["path"], header, traceparent=traceparent_of(scope)
+    )
     app.requests.add(record)
     raw = await read_body(receive)
     if raw is None:

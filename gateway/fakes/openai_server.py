@@ -14,11 +14,19 @@ gets OpenAI's 401 ``invalid_api_key`` body, with the key masked, never echoed):
   ``data: [DONE]``. Unknown models answer 404 ``model_not_found``; malformed JSON and missing or
   invalid parameters answer 400. The answer and ``prompt_tokens`` are deterministic functions of
   the messages (see :mod:`gateway.fakes.prompt`); ``completion_tokens`` is the number of content
-  chunks produced. Content chunk ``i`` (from 0) is sent ``first_token_ms + i * token_ms`` after
-  the role chunk (chunks due at the same moment share one write, so with 0 ms delays the whole
-  answer is one write); a non-streamed answer is sent when its last chunk would have been.
+  chunks produced. With ``answers="readable"`` the answer is instead a Markdown document chosen
+  from the prompt (heading, list, table, fenced code; see :mod:`gateway.fakes.readable`), in
+  small chunks, whatever ``tokens`` says. Content chunk ``i`` (from 0) is sent
+  ``first_token_ms + i * token_ms`` after the role chunk (chunks due at the same moment share
+  one write, so with 0 ms delays the whole answer is one write); a non-streamed answer is sent
+  when its last chunk would have been.
 - ``POST /v1/moderations``: OpenAI's moderation object, one result per input string; a result is
   flagged (category ``harassment``) when its text contains the word ``FLAGGED`` (case-sensitive).
+- ``POST /v1/responses`` (streamed or not), ``GET``/``DELETE /v1/responses/{id}``: the Responses
+  API with the chat answer, OpenAI's event types and SSE framing (see
+  :mod:`gateway.fakes.responses`).
+- ``POST /v1/embeddings``: deterministic unit vectors, float or base64 (see
+  :mod:`gateway.fakes.embeddings`).
 - ``GET /v1/models`` and ``GET /v1/models/{id}``: the configured models, in OpenAI's format.
 - ``GET /_fake/requests``: the received chat/moderation requests, oldest first (see
   :class:`gateway.fakes.recorder.RequestRecord`); ``DELETE /_fake/requests`` clears them.
@@ -33,7 +41,8 @@ Directives, written anywhere in the LAST user message (moderations: in the input
   connection without the finish chunk and ``[DONE]``; recorded as ``failed``.
 - ``[hang]``: send the stream headers (non-stream: nothing), then nothing until the client
   disconnects; recorded as ``cancelled``.
-- ``[tokens:N]``: answer N content chunks instead of ``tokens`` (at most 100000).
+- ``[tokens:N]``: answer N content chunks instead of ``tokens`` (at most 100000); readable
+  answers: their first N chunks.
 - ``[token-ms:MS]`` and ``[first-token-ms:MS]``: override ``token_ms`` / ``first_token_ms``.
 - ``[ignore-max-tokens]``: answer the full token count even past ``max_tokens`` (an upstream
   that overshoots, to test the gateway's hard cap).
@@ -57,13 +66,16 @@ from dataclasses import dataclass
 from gateway.fakes import encoding, errors
 from gateway.fakes.asgi import ASGIApp, Receive, Scope, Send, run_blocking, send_bytes, send_error
 from gateway.fakes.chat import handle_chat
+from gateway.fakes.embeddings import handle_embeddings
 from gateway.fakes.errors import ApiError
 from gateway.fakes.moderation import handle_moderation
 from gateway.fakes.recorder import RequestLog
+from gateway.fakes.responses import StoredResponses, handle_create, handle_stored
 
 __all__ = ["ASGIApp", "FakeOpenAIApp", "FakeOpenAIConfig", "create_app", "serve"]
 
 _ABORT_LOG = "ASGI callable returned without completing response."
+ANSWER_MODES = ("random", "readable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +90,8 @@ class FakeOpenAIConfig:
     models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini")
     seed: int = 0
     record_limit: int = 1000
+    #: ``random``: vocabulary words (tests, benchmarks); ``readable``: Markdown documents (demo).
+    answers: str = "random"
 
     def __post_init__(self) -> None:
         if self.tokens < 0 or self.record_limit < 0:
@@ -86,6 +100,8 @@ class FakeOpenAIConfig:
             raise ValueError("first_token_ms and token_ms must be >= 0")
         if not 0.0 <= self.fail_rate <= 1.0:
             raise ValueError("fail_rate must be within [0, 1]")
+        if self.answers not in ANSWER_MODES:
+            raise ValueError(f"answers must be one of {', '.join(ANSWER_MODES)}")
 
 
 def _hide_deliberate_abort(record: logging.LogRecord) -> bool:
@@ -100,6 +116,7 @@ class FakeOpenAIApp:
         self.requests = RequestLog(config.record_limit)
         self._rng = random.Random(config.seed)
         self._models_body = encoding.model_list(config.models)
+        self.responses = StoredResponses(config.record_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -124,6 +141,12 @@ class FakeOpenAIApp:
             await handle_chat(self, scope, receive, send)
         elif method == "POST" and path == "/v1/moderations":
             await handle_moderation(self, scope, receive, send)
+        elif method == "POST" and path == "/v1/responses":
+            await handle_create(self, scope, receive, send)
+        elif method in ("GET", "DELETE") and path.startswith("/v1/responses/"):
+            await handle_stored(self, scope, send, path.removeprefix("/v1/responses/"))
+        elif method == "POST" and path == "/v1/embeddings":
+            await handle_embeddings(self, scope, receive, send)
         elif method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
             await self._models(scope, send, path.removeprefix("/v1/models").lstrip("/"))
         elif path == "/_fake/requests" and method in ("GET", "DELETE"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,6 +23,8 @@ class RequestRecord:
     id: str
     path: str
     authorization: str | None
+    #: The W3C trace context the caller sent (the gateway continues its call's trace upstream).
+    traceparent: str | None = None
     body: Any = None
     stream: bool = False
     status: Status = "in_progress"
@@ -41,6 +44,7 @@ class RequestRecord:
             "id": self.id,
             "path": self.path,
             "authorization": self.authorization,
+            "traceparent": self.traceparent,
             "body": self.body,
             "stream": self.stream,
             "status": self.status,
@@ -49,6 +53,14 @@ class RequestRecord:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
         }
+
+
+def traceparent_of(scope: Mapping[str, Any]) -> str | None:
+    """The request's ``traceparent`` header, if it has one."""
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            return str(value.decode("latin-1"))
+    return None
 
 
 class RequestLog:

@@ -13,9 +13,11 @@ from gateway.http.middleware import GatewayMiddleware
 from gateway.http.routes import (
     ask,
     conversations,
+    feedback,
     logs,
     metrics,
     openai_compat,
+    responses,
     sessions,
     status,
 )
@@ -48,9 +50,11 @@ def create_app(
     install_error_handlers(app)
     app.include_router(ask.router)
     app.include_router(openai_compat.router)
+    app.include_router(responses.router)
     app.include_router(status.router)
     app.include_router(logs.router)
     app.include_router(conversations.router)
+    app.include_router(feedback.router)
     app.include_router(sessions.router)
     app.include_router(metrics.router)
     if settings.ui_dir is not None:

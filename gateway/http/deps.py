@@ -30,12 +30,20 @@ def bearer(request: Request) -> str | None:
 
 
 def call_meta(request: Request, route: str) -> CallMeta:
-    return CallMeta(
+    """The call's identity; with tracing on, its span starts here (ended by its record)."""
+    meta = CallMeta(
         request_id=str(request.scope["state"]["request_id"]),
         route=route,
         origin=request.headers.get("origin"),
         started=time.perf_counter(),
     )
+    tracer = resources_of(request).tracer
+    if tracer is not None:
+        headers = request.headers
+        tracer.start(
+            meta.request_id, headers.get("traceparent"), headers.get("tracestate"), meta.started
+        )
+    return meta
 
 
 async def authenticate_app(request: Request, *, end_users: bool = True) -> AppContext:

@@ -13,6 +13,7 @@ import anyio
 from fastapi import FastAPI
 from loguru import logger
 
+from gateway import __version__
 from gateway.core.errors import GatewayError
 from gateway.core.pricing import Price, PriceTable
 from gateway.flows.lazy import LazyWorkflows, WorkflowSettings
@@ -20,6 +21,7 @@ from gateway.http.resources import Resources
 from gateway.http.shutdown import Drain, ProcessHooks, no_process_hooks
 from gateway.identity.oidc import OidcVerifier
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import open_tracer
 from gateway.security.keyring import Keyring
 from gateway.security.master_key import resolve_master_keys
 from gateway.services.apps import workflows_in_use
@@ -31,6 +33,7 @@ from gateway.services.limiter import FailPolicy, Limiter
 from gateway.services.logs import prune_logs
 from gateway.services.origins import KnownOrigins
 from gateway.services.provider_keys import ProviderKeyCache
+from gateway.services.responses import forget_expired_owners
 from gateway.settings import Settings
 from gateway.storage.counters.memory import MemoryCounters
 from gateway.storage.counters.protocol import QuotaCounters
@@ -78,6 +81,16 @@ async def prune_forever(db: Database, days: int) -> None:
         await anyio.sleep(3600)
 
 
+async def forget_owners_forever(db: Database) -> None:
+    """Keep response_owners bounded: the upstream deletes stored responses after 30 days."""
+    while True:
+        try:
+            await forget_expired_owners(db)
+        except GatewayError:
+            logger.warning("pruning response owners failed; will retry")
+        await anyio.sleep(3600)
+
+
 async def watch_dependencies(resources: Resources, interval: float = 10.0) -> None:
     """Keep orchestra_dependency_up current even when nobody calls /status."""
     metrics = resources.metrics
@@ -113,11 +126,13 @@ def lifespan_for(  # type: ignore[no-untyped-def]
         metrics = Metrics(
             multiprocess_dir=None if multiprocess_dir is None else str(multiprocess_dir)
         )
+        tracer = open_tracer(settings, version=__version__)
         recorder = InteractionRecorder(
             db,
             batch_size=settings.log_batch_size,
             flush_interval=settings.log_flush_interval_s,
             metrics=metrics,
+            tracer=tracer,
         )
         openai = OpenAIUpstream(
             connect_timeout=settings.connect_timeout_s,
@@ -196,6 +211,7 @@ def lifespan_for(  # type: ignore[no-untyped-def]
             drain=drain,
             started_at=time.time(),
             workflows=workflows,
+            tracer=tracer,
         )
         try:
             async with anyio.create_task_group() as tasks:
@@ -205,6 +221,7 @@ def lifespan_for(  # type: ignore[no-untyped-def]
                 tasks.start_soon(limiter.leases.run)  # keeps live answers' quota leases
                 tasks.start_soon(auth_epochs.run)  # revocations reach this process in < 2 s
                 tasks.start_soon(workflows.preload, partial(workflows_in_use, db))
+                tasks.start_soon(forget_owners_forever, db)
                 if settings.log_retention_days:
                     tasks.start_soon(prune_forever, db, settings.log_retention_days)
                 # Only `orchestra serve` tunes its process here (gateway/server/process.py).
@@ -216,6 +233,8 @@ def lifespan_for(  # type: ignore[no-untyped-def]
         finally:
             with anyio.CancelScope(shield=True):
                 await recorder.close()
+                if tracer is not None:  # after the last record: its span is exported too
+                    await anyio.to_thread.run_sync(tracer.shutdown)
                 await workflows.aclose()
                 await upstream.aclose()
                 await identity_fetcher.aclose()

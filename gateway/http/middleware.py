@@ -25,7 +25,8 @@ SECURITY_HEADERS = {
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
-ALLOW_HEADERS = "Authorization, Content-Type, Accept"
+# traceparent, tracestate: the W3C trace context a traced web app sends along.
+ALLOW_HEADERS = "Authorization, Content-Type, Accept, traceparent, tracestate"
 EXPOSE_HEADERS = "X-Request-Id, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 #: Scope key: the ``send`` this middleware was given, below every wrapper that only looks at
 #: ``http.response.start``. A streamed answer sends its body messages there directly, once its

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from gateway.flows.lazy import LazyWorkflows
 from gateway.http.shutdown import Drain
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import CallTracer
 from gateway.security.keyring import Keyring
 from gateway.services.ask import AskDeps
 from gateway.services.auth_cache import AuthCache
@@ -41,6 +42,8 @@ class Resources:
     drain: Drain
     started_at: float
     workflows: LazyWorkflows | None = None
+    #: One span per call; None without an OTLP endpoint.
+    tracer: CallTracer | None = None
     #: What every answer needs, built once.
     ask_deps: AskDeps = field(init=False)
 

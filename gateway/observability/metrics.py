@@ -1,7 +1,8 @@
 """Every Prometheus metric of the gateway, in one registry, with bounded labels only.
 
 Labels: ``route`` (the route template), ``app`` (the registered app's name: a set the operator
-controls), ``model``, ``outcome``, ``status_class``, ``kind``, ``limit``. Never a token, a user, a
+controls), ``model``, ``outcome``, ``status_class``, ``kind``, ``limit``, ``score`` (``up`` or
+``down``). Never a token, a user, a
 prompt or a raw path. Most series are derived from the interaction record, written once per
 request, so the metrics and ``/logs`` always agree.
 
@@ -173,6 +174,13 @@ class Metrics:
         )
         for kind in ("sanitized", "dropped"):  # exposed at 0, so alerts can see them move
             self.records_rejected.labels(kind)
+        self.feedback = Counter(
+            "orchestra_feedback_total",
+            "Ratings of answers by their users (score: up or down); a rating replaced by a "
+            "new one counts again.",
+            ["app", "score"],
+            registry=r,
+        )
         self.quota_unavailable = Counter(
             "orchestra_quota_counters_unavailable_total",
             "Requests decided while the quota counters were unreachable.",

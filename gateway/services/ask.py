@@ -35,7 +35,7 @@ from gateway.services.metering import QuotaMeter, priced_model
 from gateway.services.provider_keys import ProviderKeyCache
 from gateway.services.tokens import AppContext
 from gateway.upstream.client import ChunkStream, UpstreamClient
-from gateway.upstream.types import ChatRequest, Chunk, Completion, Usage
+from gateway.upstream.types import Api, ChatRequest, Chunk, Completion, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,8 @@ class AskInput:
     metadata: dict[str, Any] | None = None
     #: OpenAI fields the /v1 route passes through untouched.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The OpenAI endpoint to call (the /v1/responses and /v1/embeddings routes).
+    api: Api = "chat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +104,7 @@ def chat_request(ctx: AppContext, inp: AskInput, api_key: str) -> ChatRequest:
         )
     max_tokens = min(inp.max_tokens or ctx.max_output_tokens, ctx.max_output_tokens)
     messages = inp.messages
-    if ctx.system_prompt:
+    if ctx.system_prompt and inp.api != "embeddings":
         messages = [{"role": "system", "content": ctx.system_prompt}, *messages]
     return ChatRequest(
         base_url=ctx.base_url,
@@ -112,7 +114,11 @@ def chat_request(ctx: AppContext, inp: AskInput, api_key: str) -> ChatRequest:
         max_tokens=max_tokens,
         temperature=inp.temperature,
         extra=inp.extra,
-        fallback_models=tuple(m for m in ctx.fallback_models if m != model),
+        # An embedding model has no chat fallbacks.
+        fallback_models=()
+        if inp.api == "embeddings"
+        else tuple(m for m in ctx.fallback_models if m != model),
+        api=inp.api,
     )
 
 
@@ -308,6 +314,7 @@ class Answer:
         self._first_token_at = time.perf_counter()
         self._usage = completion.usage
         self._model = completion.model
+        self._finish_reason = completion.finish_reason
         if self._keep_text:
             self._text.append(completion.text)
         self._completed = self._settled = True
@@ -425,6 +432,8 @@ class Answer:
                 ),
                 upstream_s=self._upstream_seconds(),
                 metric_model=self._priced_model(),
+                finish_reason=self._finish_reason,
+                prompt_messages=self._inp.messages if self._keep_text else None,
             )
         )
 

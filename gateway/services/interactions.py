@@ -21,6 +21,7 @@ from loguru import logger
 from gateway.core.clock import utcnow
 from gateway.core.errors import StorageUnavailable
 from gateway.observability.metrics import Metrics, Observation
+from gateway.observability.tracing import CallTracer, TracedCall
 from gateway.storage import request_logs
 from gateway.storage.database import Database
 
@@ -55,6 +56,10 @@ class InteractionRecord:
     #: The model as the app asked for it (bounded by its configuration): the metrics' label.
     #: ``model`` is what the upstream reported, which any upstream can make unbounded.
     metric_model: str | None = field(default=None, compare=False)
+    # For the trace only (not stored): why the upstream stopped, and the caller's messages
+    # (set only when the app logs content ``full``, like prompt_text).
+    finish_reason: str | None = field(default=None, compare=False)
+    prompt_messages: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
     def row(self) -> dict[str, Any]:
         """The columns of the request_logs row (shallow: ``asdict`` deep-copies the metadata)."""
@@ -77,12 +82,36 @@ class InteractionRecord:
             upstream_s=self.upstream_s,
         )
 
+    def traced(self) -> TracedCall:
+        return TracedCall(
+            request_id=self.request_id,
+            route=self.route,
+            outcome=self.outcome,
+            http_status=self.http_status,
+            app_id=self.app_id,
+            app_name=self.app_name,
+            user=self.user,
+            workflow=self.workflow,
+            request_model=self.metric_model or self.model,
+            response_model=self.model,
+            finish_reason=self.finish_reason,
+            error_code=self.error_code,
+            input_tokens=self.prompt_tokens,
+            output_tokens=self.completion_tokens,
+            cost_usd=self.cost_usd,
+            ttft_s=None if self.ttft_ms is None else self.ttft_ms / 1000,
+            duration_s=self.duration_ms / 1000,
+            prompt=self.prompt_messages if self.prompt_text is not None else None,
+            answer=self.answer_text,
+        )
 
-#: Everything but the metrics-only fields.
+
+#: Everything but the metrics-only and trace-only fields.
 _ROW_COLUMNS = tuple(
     f.name
     for f in fields(InteractionRecord)
-    if f.name not in ("quota_limit", "upstream_s", "metric_model")
+    if f.name
+    not in ("quota_limit", "upstream_s", "metric_model", "finish_reason", "prompt_messages")
 )
 
 
@@ -99,12 +128,16 @@ class InteractionRecorder:
         flush_interval: float = 0.2,
         max_buffered: int = 100_000,
         metrics: Metrics | None = None,
+        tracer: CallTracer | None = None,
     ) -> None:
         self._db = db
         self._metrics = metrics
+        self._tracer = tracer
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._buffer: deque[InteractionRecord] = deque()
+        #: The batch being written: out of the buffer, not yet committed.
+        self._writing: list[InteractionRecord] = []
         self._max_buffered = max_buffered
         self._wakeup = anyio.Event()
         self.dropped = 0
@@ -126,10 +159,25 @@ class InteractionRecorder:
         self._buffer.append(record)
         if len(self._buffer) >= self._batch_size:
             self._wakeup.set()
+        if self._tracer is not None:  # last: the record is kept whatever tracing meets
+            self._tracer.end(record.traced())
 
     @property
     def pending(self) -> int:
         return len(self._buffer)
+
+    def pending_owner(self, request_id: str) -> tuple[str | None, str | None] | None:
+        """``(app_id, user)`` of this request's record while it is not yet in the database
+        (buffered, or in the batch being written) if it gave an answer (``ANSWERED``); None
+        if this process holds no such record.
+
+        A record is always in the buffer, in the batch or committed: with no await between
+        the two looks, a caller that then reads the database cannot miss it.
+        """
+        for record in (*reversed(self._buffer), *self._writing):
+            if record.request_id == request_id and record.outcome in request_logs.ANSWERED:
+                return record.app_id, record.user
+        return None
 
     async def flush(self) -> None:
         """Write everything buffered.
@@ -144,6 +192,7 @@ class InteractionRecorder:
             batch = [
                 self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))
             ]
+            self._writing = batch
             try:
                 await self._write(batch)
             except StorageUnavailable:
@@ -152,6 +201,8 @@ class InteractionRecorder:
                 # Not classified as refused rows: kept and retried, but only so many times.
                 self._failures += 1
                 raise
+            finally:
+                self._writing = []
             self._failures = 0
 
     async def _write(self, batch: list[InteractionRecord]) -> None:

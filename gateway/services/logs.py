@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 import anyio
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.core.clock import utcnow
+from gateway.storage import feedback as feedback_rows
 from gateway.storage import request_logs
 from gateway.storage.database import Database
 from gateway.storage.request_logs import LogFilter
-from gateway.storage.tables import RequestLog
+from gateway.storage.tables import Feedback, RequestLog
 
 MAX_LIMIT = 1000
 _CURSOR = re.compile(r"[0-9]{1,18}")
@@ -31,7 +33,7 @@ def _iso(record: RequestLog) -> str:
     return record.time.isoformat().replace("+00:00", "Z")
 
 
-def record_to_json(record: RequestLog) -> dict[str, Any]:
+def record_to_json(record: RequestLog, feedback: Feedback | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": str(record.id),
         "time": _iso(record),
@@ -50,6 +52,9 @@ def record_to_json(record: RequestLog) -> dict[str, Any]:
         "duration_ms": record.duration_ms,
         "origin": record.origin,
         "metadata": record.request_metadata,
+        "feedback": None
+        if feedback is None
+        else {"score": feedback.score, "comment": feedback.comment},
     }
     if record.prompt_text is not None or record.answer_text is not None:
         data["prompt"] = record.prompt_text
@@ -87,14 +92,21 @@ async def log_filter(
     )
 
 
+async def _with_feedback(session: AsyncSession, rows: Sequence[RequestLog]) -> list[dict[str, Any]]:
+    """The records as JSON, each with its rating (one query for the whole page)."""
+    rated = await feedback_rows.feedback_for(session, {row.request_id for row in rows})
+    return [record_to_json(row, rated.get(row.request_id)) for row in rows]
+
+
 async def recent_logs(db: Database, where: LogFilter, *, limit: int) -> LogPage:
     limit = max(1, min(limit, MAX_LIMIT))
     async with db.read() as session:
         rows = list(await request_logs.find_logs(session, where, limit=limit + 1))
-    more = len(rows) > limit
-    rows = rows[:limit]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        records = await _with_feedback(session, rows)
     cursor = str(rows[-1].id) if more and rows else None
-    return LogPage(records=[record_to_json(row) for row in rows], next_cursor=cursor)
+    return LogPage(records=records, next_cursor=cursor)
 
 
 async def follow_logs(
@@ -108,8 +120,9 @@ async def follow_logs(
     """The last ``backlog`` records (oldest first), then new ones as any replica writes them."""
     async with db.read() as session:
         latest = list(await request_logs.find_logs(session, where, limit=max(backlog, 1)))
-    for row in reversed(latest[:backlog]):
-        yield record_to_json(row)
+        backlog_records = await _with_feedback(session, latest[:backlog])
+    for record in reversed(backlog_records):
+        yield record
     # Replicas commit their batches independently, so a record can become visible after one
     # with a higher id: the highest id seen is not a safe cursor. The cursor only moves past
     # ids first seen more than ``grace`` seconds ago (anything below them has committed by
@@ -123,11 +136,12 @@ async def follow_logs(
                 rows = await request_logs.find_logs(
                     session, replace(where, after_id=cursor), limit=MAX_LIMIT
                 )
+                new = [row for row in rows if row.id is not None and row.id not in shown]
+                records = await _with_feedback(session, new)
             now = time.monotonic()
-            for row in rows:
-                if row.id is not None and row.id not in shown:
-                    shown[row.id] = now
-                    yield record_to_json(row)
+            for row, record in zip(new, records, strict=True):
+                shown[row.id or 0] = now
+                yield record
             full = len(rows) == MAX_LIMIT
             cursor = rows[-1].id or cursor if rows else cursor
         settled = [record_id for record_id, at in shown.items() if now - at > grace]
@@ -139,6 +153,8 @@ async def follow_logs(
 
 
 async def prune_logs(db: Database, *, older_than: timedelta) -> int:
-    """Delete records older than ``older_than``; the number deleted."""
+    """Delete records (and their ratings) older than ``older_than``; the number of records."""
+    cutoff = utcnow() - older_than
     async with db.session() as session:
-        return await request_logs.delete_logs_before(session, utcnow() - older_than)
+        await feedback_rows.delete_feedback_before(session, cutoff)
+        return await request_logs.delete_logs_before(session, cutoff)

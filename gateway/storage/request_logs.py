@@ -15,7 +15,11 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.storage.tables import RequestLog
+from gateway.storage.tables import Feedback, RequestLog
+
+#: Outcomes of a request that gave an answer (whole, or cut by a quota or by the client): what
+#: can be rated (POST /feedback) and what usage counts as answers.
+ANSWERED = ("completed", "quota_stopped", "client_disconnected")
 
 
 class RowsRefused(Exception):
@@ -191,6 +195,15 @@ class UsageRow:
     quota_rejections: int
     #: With ``by_user``: the end user (None: calls made with the app token).
     user: str | None = None
+    #: Answers (``ANSWERED`` outcomes), and how many of them were rated up and down.
+    answers: int = 0
+    rated_up: int = 0
+    rated_down: int = 0
+
+    @property
+    def rated_share(self) -> float | None:
+        """The share of answers rated (None: no answers)."""
+        return (self.rated_up + self.rated_down) / self.answers if self.answers else None
 
 
 async def sum_usage(
@@ -198,6 +211,9 @@ async def sum_usage(
 ) -> list[UsageRow]:
     rejected = case((col(RequestLog.outcome) == "rejected", 1), else_=0)
     quota = case((col(RequestLog.error_code) == "quota_exceeded", 1), else_=0)
+    answered = case((col(RequestLog.outcome).in_(ANSWERED), 1), else_=0)
+    up = case((col(Feedback.score) == 1, 1), else_=0)
+    down = case((col(Feedback.score) == -1, 1), else_=0)
     keys: list[Any] = [col(RequestLog.app_name)]
     if by_user:
         keys.append(col(RequestLog.user))
@@ -210,7 +226,12 @@ async def sum_usage(
             func.coalesce(func.sum(RequestLog.cost_usd), 0.0),
             func.coalesce(func.sum(rejected), 0),
             func.coalesce(func.sum(quota), 0),
+            func.coalesce(func.sum(answered), 0),
+            func.coalesce(func.sum(up), 0),
+            func.coalesce(func.sum(down), 0),
         )
+        .select_from(RequestLog)
+        .outerjoin(Feedback, col(Feedback.request_id) == col(RequestLog.request_id))
         .where(col(RequestLog.time) >= since, col(RequestLog.app_name).is_not(None))
         .group_by(*keys)
         .order_by(*keys)
@@ -221,11 +242,37 @@ async def sum_usage(
     rows = []
     for found in result.all():
         name, user = found[0], found[1] if by_user else None
-        n, p, c, cost, rej, q = found[-6:]
+        n, p, c, cost, rej, q, answers, up_n, down_n = found[-9:]
         rows.append(
-            UsageRow(str(name), int(n), int(p), int(c), float(cost), int(rej), int(q), user)
+            UsageRow(
+                str(name),
+                int(n),
+                int(p),
+                int(c),
+                float(cost),
+                int(rej),
+                int(q),
+                user,
+                int(answers),
+                int(up_n),
+                int(down_n),
+            )
         )
     return rows
+
+
+async def record_owner(
+    session: AsyncSession, request_id: str
+) -> tuple[str | None, str | None] | None:
+    """``(app_id, user)`` of the request's record if it gave an answer (``ANSWERED``); None
+    when no such record has this request id."""
+    result = await session.execute(
+        sa_select(col(RequestLog.app_id), col(RequestLog.user))
+        .where(col(RequestLog.request_id) == request_id, col(RequestLog.outcome).in_(ANSWERED))
+        .limit(1)
+    )
+    found = result.first()
+    return None if found is None else (found[0], found[1])
 
 
 async def delete_logs_before(session: AsyncSession, cutoff: datetime) -> int:

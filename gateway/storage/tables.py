@@ -13,9 +13,11 @@ from gateway.core.clock import utcnow
 __all__ = [
     "App",
     "ClientToken",
+    "Feedback",
     "ProviderKey",
     "Quota",
     "RequestLog",
+    "ResponseOwner",
     "SessionRevocation",
     "SessionSecret",
     "utcnow",
@@ -186,3 +188,32 @@ class RequestLog(SQLModel, table=True):
     request_metadata: dict[str, Any] | None = Field(
         default=None, sa_column=Column("metadata", JSON, nullable=True)
     )
+
+
+class Feedback(SQLModel, table=True):
+    """A rating of one answer (migration 0010). Keyed by the request id, not a foreign key to
+    ``request_logs``: the record may still be on its way there (it is written in batches)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (sa.CheckConstraint("score IN (-1, 1)", name="ck_feedback_score"),)
+
+    request_id: str = Field(primary_key=True, max_length=40)
+    #: Who made the rated request: the app, and the end user (None: the app token).
+    app_id: str = Field(max_length=40)
+    user: str | None = Field(default=None, max_length=600)
+    score: int = Field(sa_type=sa.SmallInteger)
+    comment: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    rated_at: datetime = _time_column(index=True)
+
+
+class ResponseOwner(SQLModel, table=True):
+    """Who created a stored Responses API object: only that app (and user) may see it."""
+
+    __tablename__ = "response_owners"
+
+    #: OpenAI's ``resp_...`` id (bounded by the route before it gets here).
+    response_id: str = Field(primary_key=True, max_length=200)
+    app_id: str = Field(foreign_key="apps.id", index=True, ondelete="CASCADE", max_length=40)
+    #: The end user (session or OpenID Connect); None for calls made with the app token.
+    user: str | None = Field(default=None, max_length=600)
+    created_at: datetime = _time_column()

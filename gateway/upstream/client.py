@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.upstream.types import ChatRequest, Chunk, Completion
 
@@ -24,5 +24,8 @@ class UpstreamClient(Protocol):
 
     async def complete(self, request: ChatRequest) -> Completion:
         """A non-streamed answer; raises UpstreamError subclasses."""
+
+    async def fetch_json(self, method: str, url: str, api_key: str) -> Any:
+        """GET or DELETE one resource (a stored response); raises UpstreamError subclasses."""
 
     async def aclose(self) -> None: ...

@@ -27,6 +27,7 @@ from gateway.core.errors import (
     UpstreamUnavailable,
 )
 from gateway.core.redact import Redactor
+from gateway.core.trace_context import upstream_traceparent
 from gateway.upstream.egress import GuardedDialer
 from gateway.upstream.sse import MESSAGE, EventTooLarge, SSEParser
 from gateway.upstream.types import (
@@ -49,6 +50,10 @@ from gateway.upstream.wire import (
     WireError,
 )
 
+#: Where each API is, under the app's base URL.
+_PATHS = {"chat": "chat/completions", "responses": "responses", "embeddings": "embeddings"}
+#: The most a GET or DELETE answer may hold (a stored response, with its output).
+_MAX_FETCHED = 16 * 1024 * 1024
 _DONE = b"[DONE]"
 _ERROR = b"error"
 _ERROR_KEY = b'"error"'
@@ -282,6 +287,9 @@ class OpenAIStream:
     and are skipped, as an EventSource's ``onmessage`` would.
     """
 
+    #: The event types handed out (None: all of them).
+    handed_out: frozenset[bytes] | None = _HANDED_OUT
+
     def __init__(
         self,
         response: Response,
@@ -291,7 +299,7 @@ class OpenAIStream:
         self._response = response
         #: An error event may repeat the call's key: its redactor is built on that path only.
         self._api_key = api_key
-        self._parser = SSEParser(max_event_bytes, _HANDED_OUT)
+        self._parser = SSEParser(max_event_bytes, self.handed_out)
         self._events = self._parser.events
         self._done = False
 
@@ -382,7 +390,13 @@ class OpenAIUpstream:
         return self._pool
 
     async def _post(self, url: str, api_key: str, body: Any, *, accept: str) -> Response:
-        headers = (("Authorization", f"Bearer {api_key}"), ("Accept", accept))
+        headers: tuple[tuple[str, str], ...] = (
+            ("Authorization", f"Bearer {api_key}"),
+            ("Accept", accept),
+        )
+        traceparent = upstream_traceparent.get()
+        if traceparent is not None:
+            headers = (*headers, ("traceparent", traceparent))
         started = time.perf_counter()
         try:
             response = await self._pool.post(
@@ -403,7 +417,7 @@ class OpenAIUpstream:
     async def open_stream(self, request: ChatRequest) -> OpenAIStream:
         try:
             response = await self._post(
-                f"{request.base_url}/chat/completions",
+                f"{request.base_url}/{_PATHS[request.api]}",
                 request.api_key,
                 request.body(stream=True),
                 accept="text/event-stream",
@@ -417,6 +431,10 @@ class OpenAIUpstream:
             raise UpstreamTimeout("The upstream did not start answering in time.") from None
         except WireError as exc:
             raise _transport_error(exc) from None
+        if request.api == "responses":
+            from gateway.upstream.responses import ResponsesStream  # it builds on this module
+
+            return ResponsesStream(response, self._max_event_bytes, request.api_key)
         return OpenAIStream(response, self._max_event_bytes, request.api_key)
 
     async def _call(self, url: str, api_key: str, body: Any, what: str) -> Any:
@@ -441,12 +459,43 @@ class OpenAIUpstream:
 
     async def complete(self, request: ChatRequest) -> Completion:
         data = await self._call(
-            f"{request.base_url}/chat/completions",
+            f"{request.base_url}/{_PATHS[request.api]}",
             request.api_key,
             request.body(stream=False),
             "upstream",
         )
-        return parse_completion(data, request.model)
+        if request.api == "chat":
+            return parse_completion(data, request.model)
+        from gateway.upstream import responses  # it builds on this module
+
+        parse = (
+            responses.parse_response if request.api == "responses" else responses.parse_embeddings
+        )
+        return parse(data, request.model)
+
+    async def fetch_json(self, method: str, url: str, api_key: str) -> Any:
+        """GET or DELETE ``url``: its JSON answer; a non-200 raises like a POST's would."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._first_token_timeout
+        headers = (("Authorization", f"Bearer {api_key}"), ("Accept", "application/json"))
+        try:
+            response = await self._pool.bodiless(
+                method, url, headers, timeout=self._first_token_timeout
+            )
+            content = await response.read_all(max(0.0, deadline - loop.time()), _MAX_FETCHED)
+        except ReadTimedOut:
+            raise UpstreamTimeout("The upstream did not answer in time.") from None
+        except WireError as exc:
+            raise _transport_error(exc) from None
+        _log.debug("upstream {} {} -> {}", method, _without_credentials(url), response.status)
+        if response.status != 200:
+            raise error_for_status(
+                response.status, content, _retry_after(response), Redactor(api_key)
+            )
+        try:
+            return orjson.loads(content)
+        except ValueError:
+            raise UpstreamError("The upstream sent a malformed answer.") from None
 
     async def moderate(self, base_url: str, api_key: str, text: str) -> bool:
         """Whether OpenAI's ``/moderations`` flags ``text``; raises UpstreamError subclasses."""

@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -156,6 +156,10 @@ class ResilientUpstream:
 
     async def complete(self, request: ChatRequest) -> Completion:
         return await self._call(request, self._inner.complete)
+
+    async def fetch_json(self, method: str, url: str, api_key: str) -> Any:
+        # Not retried: a DELETE that timed out may have been done; the client decides.
+        return await self._inner.fetch_json(method, url, api_key)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+#: Which OpenAI endpoint a request goes to: chat completions, the Responses API, embeddings.
+Api = Literal["chat", "responses", "embeddings"]
 
 #: The most tokens one answer may count (prompt or completion), whatever the upstream says.
 #: A trillion is far beyond any context window, stays exact in JavaScript clients (< 2**53), and
@@ -55,8 +58,11 @@ class ChatRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Models to try, in order, when ``model`` keeps failing before the first byte.
     fallback_models: tuple[str, ...] = ()
+    api: Api = "chat"
 
     def body(self, *, stream: bool) -> dict[str, Any]:
+        if self.api != "chat":
+            return self._other_body(stream=stream)
         body: dict[str, Any] = {**self.extra, "model": self.model, "messages": self.messages}
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
@@ -67,6 +73,18 @@ class ChatRequest:
             body["stream_options"] = {"include_usage": True}
         else:
             body.pop("stream_options", None)
+        return body
+
+    def _other_body(self, *, stream: bool) -> dict[str, Any]:
+        if self.api == "embeddings":  # the input is in ``extra`` as it came; messages count it
+            return {**self.extra, "model": self.model}
+        # The Responses API: the messages (with the app's system prompt) are its input items.
+        body: dict[str, Any] = {**self.extra, "model": self.model, "input": self.messages}
+        if self.max_tokens is not None:
+            body["max_output_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        body["stream"] = stream
         return body
 
 
@@ -105,6 +123,13 @@ class Chunk:
     usage: Usage | None = None
     #: True for the usage-only chunk (``choices: []``) that include_usage adds at the end.
     usage_only: bool = False
+
+
+@dataclass(slots=True)
+class ResponseEvent(Chunk):
+    """One streamed Responses API event; ``raw`` is its data, ``event`` its type."""
+
+    event: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -489,9 +489,15 @@ class Pool:
         self, url: str, headers: Iterable[tuple[str, str]], *, timeout: float
     ) -> Response:
         """Send a GET (no body, no compression asked for) and wait for the response's headers."""
+        return await self.bodiless("GET", url, headers, timeout=timeout)
+
+    async def bodiless(
+        self, method: str, url: str, headers: Iterable[tuple[str, str]], *, timeout: float
+    ) -> Response:
+        """Send a request without a body (GET, DELETE) and wait for the response's headers."""
         origin, target = split_url(url)
         head = [
-            f"GET {target} HTTP/1.1",
+            f"{method} {target} HTTP/1.1",
             f"Host: {_host_header(origin)}",
             f"User-Agent: {self._user_agent}",
             "Accept-Encoding: identity",

@@ -140,6 +140,25 @@ def test_the_backend_mints_a_session_the_gateway_accepts(demo: Demo) -> None:
     assert user.startswith("u-")
 
 
+def test_the_demo_model_answers_in_markdown_and_takes_feedback(demo: Demo) -> None:
+    """The demo's fake runs in readable mode: a heading, a table and a fenced code block for
+    the renderer to show; the answer can be rated from the page's origin."""
+    gateway = httpx.get(f"{demo.origin}/config.json").json()["baseUrl"]
+    with httpx.Client() as browser:
+        token = _mint(browser, demo.origin).json()["token"]
+    headers = {"Authorization": f"Bearer {token}", "Origin": demo.origin}
+    answer = httpx.post(
+        f"{gateway}/ask", json={"prompt": "quotas?", "stream": False}, headers=headers
+    )
+    assert answer.status_code == 200, answer.text
+    text = answer.json()["text"]
+    assert text.startswith("### ") and "\n| --- |" in text and "\n```bash\n" in text, text
+    rating = {"request_id": answer.json()["request_id"], "score": 1, "comment": "Nice table"}
+    rated = httpx.post(f"{gateway}/feedback", json=rating, headers=headers)
+    assert rated.status_code == 204, rated.text
+    assert rated.headers["access-control-allow-origin"] == demo.origin
+
+
 def test_a_browser_without_the_cookie_gets_one_with_its_session(demo: Demo) -> None:
     with httpx.Client() as browser:
         minted = _mint(browser, demo.origin)

@@ -31,6 +31,11 @@ USAGE_FIELDS = {
     "cost_usd",
     "rejections",
     "quota_rejections",
+    # Ratings (POST /feedback): completed answers, rated up, rated down, share rated.
+    "answers",
+    "rated_up",
+    "rated_down",
+    "rated_share",
 }
 
 
@@ -135,6 +140,8 @@ def test_usage_per_app_today_and_this_month(
     assert (b["requests"], b["prompt_tokens"], b["completion_tokens"]) == (3, 3, 4)
     assert b["cost_usd"] == pytest.approx(0.125)
     assert (b["rejections"], b["quota_rejections"]) == (2, 1)
+    assert (a["answers"], b["answers"]) == (2, 1)
+    assert (a["rated_up"], a["rated_down"], a["rated_share"]) == (0, 0, 0.0)
 
     assert this_month["period"] == "month"
     assert this_month["since"] == month.isoformat().replace("+00:00", "Z")

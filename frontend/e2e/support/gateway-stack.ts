@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { DEMO_DIST_DIR, REPO_DIR } from './paths.ts';
 import { freePort, run, start, stop, waitForHttp } from './processes.ts';
 import { fetchLogs } from './gateway-logs.ts';
-import { SHORT_SESSION_TTL_S, type Stack } from './stack.ts';
+import { type AppOptions, SHORT_SESSION_TTL_S, type Stack } from './stack.ts';
 
 /** Between answer chunks: slow enough for a browser to see the answer grow. */
 const TOKEN_MS = '40';
@@ -34,7 +34,8 @@ export async function startGatewayStack(): Promise<Stack> {
   const upstream = `http://127.0.0.1:${fakePort}/v1`;
   const children: ChildProcess[] = [];
 
-  const addApp = async (name: string): Promise<string> => {
+  const addApp = async (name: string, options: AppOptions = {}): Promise<string> => {
+    const workflow = options.workflow ? ['--workflow', options.workflow] : [];
     const added = JSON.parse(
       await cli(
         [
@@ -46,7 +47,8 @@ export async function startGatewayStack(): Promise<Stack> {
           '--origin',
           shortSessionOrigin,
           '--base-url',
-          upstream,
+          options.upstream ?? upstream,
+          ...workflow,
           '--json',
           '--openai-key-stdin',
         ],
@@ -121,6 +123,7 @@ export async function startGatewayStack(): Promise<Stack> {
         await cli(['quotas', 'set', name, '--rpm', String(rpm)]);
         return limited;
       },
+      addApp,
       logs: (appToken) => fetchLogs(gatewayUrl, appToken),
       async stop() {
         await Promise.all(children.map((child) => stop(child)));

@@ -12,6 +12,13 @@ import type { LogRecord } from './gateway-logs.ts';
 /** How long the sessions minted by `shortSessionOrigin`'s backend live (the gateway allows no leeway). */
 export const SHORT_SESSION_TTL_S = 3;
 
+export interface AppOptions {
+  /** The app's OpenAI base URL (default: the stack's fake). */
+  readonly upstream?: string;
+  /** `direct` (default), `conversation` or `moderated`. */
+  readonly workflow?: string;
+}
+
 export interface Stack {
   /** The demo page's origin: its app backend (the page, `config.json`, the session endpoint). */
   readonly origin: string;
@@ -25,6 +32,8 @@ export interface Stack {
   revokedToken(): Promise<string>;
   /** A token of a second app limited to `rpm` requests per minute. */
   quotaLimitedToken(rpm: number): Promise<string>;
+  /** The token of a new app `name` (the demo's origins allowed), with its own upstream or workflow. */
+  addApp(name: string, options?: AppOptions): Promise<string>;
   /** The gateway's request log for the app of `token` (`GET /logs`), in the gateway's order. */
   logs(token: string): Promise<LogRecord[]>;
   stop(): Promise<void>;

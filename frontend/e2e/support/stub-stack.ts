@@ -51,6 +51,9 @@ export async function startStubStack(): Promise<Stack> {
       await admin('quota', { app: `e2e-quota-${rpm}`, rpm });
       return limited.token;
     },
+    addApp() {
+      return Promise.reject(new Error('the stub gateway has no upstreams or workflows'));
+    },
     logs: (appToken) => fetchLogs(origin, appToken),
     async stop() {
       await stop(server);

@@ -15,7 +15,7 @@ from gateway.core.errors import Forbidden, InvalidRequest, NotFound
 from gateway.http import sse
 from gateway.http.deps import authenticate_app, is_admin, resources_of
 from gateway.http.resources import Resources
-from gateway.http.schemas.errors import error_responses
+from gateway.http.schemas.errors import URI_TOO_LONG, error_responses
 from gateway.http.schemas.logs import LogPage, LogRecordEvent
 from gateway.http.schemas.openapi import sse_content
 from gateway.http.streaming import SSEResponse
@@ -136,6 +136,7 @@ def _limit(value: str | None, *, minimum: int = 1) -> int:
             },
         },
         **error_responses(400, 401, 403, 503),
+        **URI_TOO_LONG,  # its query strings are the caller's
     },
     openapi_extra={"parameters": _PARAMETERS},
 )

@@ -30,18 +30,28 @@ from gateway.http.schemas.chat_completions import (
     OpenAIStreamEvent,
 )
 from gateway.http.schemas.conversations import Conversation, ConversationMessage
+from gateway.http.schemas.embeddings import EMBEDDINGS_OPERATION, EmbeddingsRequest
 from gateway.http.schemas.errors import (
     ANSWER_ERRORS,
+    URI_TOO_LONG,
     ErrorBody,
     ErrorDetail,
+    HeadErrorBody,
+    HeadErrorDetail,
     OpenAIErrorBody,
     OpenAIErrorDetail,
     OpenAIStreamError,
     OpenAIStreamErrorDetail,
     error_responses,
 )
-from gateway.http.schemas.logs import LogPage, LogRecord, LogRecordEvent
+from gateway.http.schemas.feedback import MAX_FEEDBACK_COMMENT, FeedbackRequest
+from gateway.http.schemas.logs import LogFeedback, LogPage, LogRecord, LogRecordEvent
 from gateway.http.schemas.openapi import inline_schema, json_request_body, sse_content
+from gateway.http.schemas.responses import (
+    RESPONSES_OPERATION,
+    STORED_RESPONSE_OPERATION,
+    ResponsesRequest,
+)
 from gateway.http.schemas.sessions import SessionRequest, SessionResponse
 from gateway.http.schemas.status import CheckState, StatusApp, StatusBody, StatusUser
 
@@ -50,7 +60,12 @@ __all__ = [
     "ASK_EXAMPLES",
     "ASK_OPERATION",
     "CHAT_COMPLETIONS_OPERATION",
+    "EMBEDDINGS_OPERATION",
+    "MAX_FEEDBACK_COMMENT",
     "MODELS_OPERATION",
+    "RESPONSES_OPERATION",
+    "STORED_RESPONSE_OPERATION",
+    "URI_TOO_LONG",
     "AskAnswer",
     "AskDelta",
     "AskDone",
@@ -64,8 +79,13 @@ __all__ = [
     "CheckState",
     "Conversation",
     "ConversationMessage",
+    "EmbeddingsRequest",
     "ErrorBody",
     "ErrorDetail",
+    "FeedbackRequest",
+    "HeadErrorBody",
+    "HeadErrorDetail",
+    "LogFeedback",
     "LogPage",
     "LogRecord",
     "LogRecordEvent",
@@ -77,6 +97,7 @@ __all__ = [
     "OpenAIStreamError",
     "OpenAIStreamErrorDetail",
     "OpenAIStreamEvent",
+    "ResponsesRequest",
     "SessionRequest",
     "SessionResponse",
     "StatusApp",

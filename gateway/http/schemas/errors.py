@@ -28,6 +28,30 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class HeadErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    message: str
+
+
+class HeadErrorBody(BaseModel):
+    """A request head refused by the server before any route (no request id yet)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: HeadErrorDetail
+
+
+#: ``responses=`` entry of a route whose query can make the request line too long.
+URI_TOO_LONG: dict[int | str, dict[str, Any]] = {
+    414: {
+        "model": HeadErrorBody,
+        "description": "The request line is too long (`request_too_large`).",
+    }
+}
+
+
 class OpenAIErrorDetail(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -7,6 +7,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Json
 
 
+class LogFeedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score: Literal[1, -1]
+    comment: str | None
+
+
 class LogRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -31,6 +38,9 @@ class LogRecord(BaseModel):
     metadata: dict[str, Any] | None
     prompt: str | None = Field(default=None, description="Only for apps that log content.")
     answer: str | None = Field(default=None, description="Only for apps that log content.")
+    feedback: LogFeedback | None = Field(
+        default=None, description="The answer's rating (POST /feedback); null: not rated."
+    )
 
 
 class LogPage(BaseModel):

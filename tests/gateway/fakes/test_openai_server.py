@@ -9,14 +9,10 @@ import json
 import random
 import re
 import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,112 +20,22 @@ import anyio
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from gateway.fakes.encoding import SYSTEM_FINGERPRINT
 from gateway.fakes.errors import mask_key
-from gateway.fakes.openai_server import FakeOpenAIConfig, create_app
+from gateway.fakes.openai_server import FakeOpenAIConfig
 from gateway.fakes.prompt import Directives, parse_directives
+from tests.gateway.fakes.harness import (
+    CHAT,
+    KEY,
+    MODEL,
+    Fake,
+    chat_body,
+    parse_sse,
+    stream_chat,
+)
 
-KEY = "sk-test-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-MODEL = "gpt-4o-mini"
-CHAT = "/v1/chat/completions"
 REPO = Path(__file__).resolve().parents[3]
-# Loading the CA bundle costs ~45 ms per client; the fake is plain HTTP, so share one context.
-TLS = ssl.create_default_context()
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@dataclass
-class Fake:
-    base_url: str
-
-    def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        kwargs.setdefault("headers", AUTH)
-        kwargs.setdefault("timeout", 5)
-        return httpx.AsyncClient(base_url=self.base_url, verify=TLS, **kwargs)
-
-    def sdk(self, api_key: str = KEY) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=f"{self.base_url}/v1",
-            max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(verify=TLS),
-        )
-
-
-@contextmanager
-def running_fake(config: FakeOpenAIConfig) -> Iterator[Fake]:
-    """A real uvicorn server for ``config`` on a free port, in a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config),
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):
-            if server.started or not thread.is_alive():
-                break
-            time.sleep(0.01)
-        assert server.started, "the fake did not start"
-        yield Fake(f"http://127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[Fake]:
-    with running_fake(FakeOpenAIConfig(tokens=8)) as running:
-        yield running
-
-
-@pytest.fixture
-def start_fake() -> Iterator[Callable[[FakeOpenAIConfig], Fake]]:
-    with_stack: list[Any] = []
-
-    def start(config: FakeOpenAIConfig) -> Fake:
-        context = running_fake(config)
-        with_stack.append(context)
-        return context.__enter__()
-
-    yield start
-    for context in reversed(with_stack):
-        context.__exit__(None, None, None)
-
-
-def chat_body(content: str = "Hello there", /, **extra: Any) -> dict[str, Any]:
-    return {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
-
-
-def parse_sse(raw: bytes) -> list[str]:
-    """The ``data`` payloads of a complete SSE body, asserting the exact framing."""
-    text = raw.decode()
-    assert re.fullmatch(r"(data: [^\n]+\n\n)+", text), text[:300]
-    return [event.removeprefix("data: ") for event in text.split("\n\n") if event]
-
-
-async def stream_chat(client: httpx.AsyncClient, body: dict[str, Any]) -> list[str]:
-    async with client.stream("POST", CHAT, json={**body, "stream": True}) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
-        return parse_sse(await response.aread())
 
 
 async def records(fake: Fake) -> list[dict[str, Any]]:
@@ -745,8 +651,11 @@ async def test_moderation_errors(fake: Fake) -> None:
 async def test_requests_are_recorded_for_inspection(fake: Fake) -> None:
     body = chat_body("record me", stream=True)
     before = time.time()
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     async with fake.client() as client:
+        client.headers["traceparent"] = traceparent
         events = await stream_chat(client, body)
+        del client.headers["traceparent"]
         await client.post("/v1/moderations", json={"input": "FLAGGED"})
     record_id = json.loads(events[0])["id"]
     log = await records(fake)
@@ -755,6 +664,7 @@ async def test_requests_are_recorded_for_inspection(fake: Fake) -> None:
         "id": record_id,
         "path": CHAT,
         "authorization": f"Bearer {KEY}",
+        "traceparent": traceparent,
         "body": body,
         "stream": True,
         "status": "completed",
@@ -767,6 +677,7 @@ async def test_requests_are_recorded_for_inspection(fake: Fake) -> None:
     assert moderation["path"] == "/v1/moderations"
     assert moderation["status"] == "completed"
     assert moderation["stream"] is False
+    assert moderation["traceparent"] is None
 
 
 @pytest.mark.anyio

@@ -90,7 +90,7 @@ async def test_preflight_for_an_allowed_origin(client: httpx.AsyncClient, tenant
             methods = comma_set(response.headers["access-control-allow-methods"])
             assert {"post", "options"} <= methods
             allowed = comma_set(response.headers["access-control-allow-headers"])
-            assert {"authorization", "content-type"} <= allowed
+            assert {"authorization", "content-type", "traceparent", "tracestate"} <= allowed
             assert "origin" in comma_set(response.headers["vary"])
             assert response.headers["x-request-id"].startswith("req_")
 

@@ -255,6 +255,7 @@ def test_the_dashboard_has_the_panels_the_operators_need() -> None:
         "orchestra_quota_rejections_total",
         "orchestra_active_streams",
         "orchestra_upstream_errors_total",
+        "orchestra_feedback_total",
     ):
         assert using(metric), f"no panel shows {metric}"
         assert all("app" in grouping_labels(e) for e in using(metric)), metric
@@ -271,6 +272,9 @@ def test_the_dashboard_has_the_panels_the_operators_need() -> None:
         assert quantiles == {0.5, 0.95, 0.99}, (histogram, quantiles)
     errors = using("orchestra_requests_total")
     assert any("status_class" in e for e in errors), "no panel shows errors per status class"
+    ratings = using("orchestra_feedback_total")
+    assert any("score" in grouping_labels(e) for e in ratings), "no panel splits up and down"
+    assert any('score="up"' in e for e in ratings), "no panel shows the share rated up"
 
 
 def test_the_provisioning_files_point_grafana_at_prometheus_and_the_dashboard() -> None:
@@ -314,7 +318,8 @@ def test_the_scrape_job_is_the_one_the_queries_select() -> None:
 
 
 async def _traffic(gateway: Gateway, fake: Fake, issued: set[str]) -> Scrape:
-    """A success, a quota rejection and each upstream failure kind; the scrape after them."""
+    """A success (rated up and down), a quota rejection and each upstream failure kind; the
+    scrape after them."""
     apps = Apps(gateway, fake, issued, "dashboard")
     ok = await apps.add()
     limited = await apps.add()
@@ -322,7 +327,10 @@ async def _traffic(gateway: Gateway, fake: Fake, issued: set[str]) -> Scrape:
     down = await apps.add(base_url=f"http://127.0.0.1:{free_port()}/v1")
     names = [ok.name, limited.name, down.name]
     async with gateway.client() as client:
-        await ask_stream(client, ok, {"prompt": "hello"})
+        answered = await ask_stream(client, ok, {"prompt": "hello"})
+        for score in (1, -1):
+            rating = {"request_id": answered.request_id, "score": score}
+            assert (await client.post("/feedback", json=rating, headers=ok.auth)).status_code == 204
         chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
         assert (await client.post("/v1/chat/completions", json=chat, headers=ok.auth)).is_success
         for _ in range(2):
@@ -333,7 +341,8 @@ async def _traffic(gateway: Gateway, fake: Fake, issued: set[str]) -> Scrape:
 
     def settled(s: Scrape) -> bool:
         counts = [s.total("orchestra_requests_total", app=name) for name in names]
-        return counts == [4, 2, 1] and bool(s.series("orchestra_dependency_up"))
+        rated = s.total("orchestra_feedback_total", app=ok.name)
+        return counts == [4, 2, 1] and rated == 2 and bool(s.series("orchestra_dependency_up"))
 
     return await scrape_until(gateway, settled, timeout=10)
 

@@ -344,6 +344,7 @@ ALLOWED_LABELS = {
     "dependency",
     "upstream",
     "policy",
+    "score",
     # prometheus-client's own python_info
     "implementation",
     "major",
@@ -360,7 +361,9 @@ async def test_no_label_ever_holds_a_token_a_prompt_or_a_raw_path(
     nonce = secrets.token_hex(8)
     prompt = f"private-{nonce} my key is sk-live-{nonce}"
     unknown = f"orc_{nonce}{secrets.token_urlsafe(16)}"
-    await ask_stream(client, app, {"prompt": prompt})
+    answered = await ask_stream(client, app, {"prompt": prompt})
+    rating = {"request_id": answered.request_id, "score": -1, "comment": prompt}
+    assert (await client.post("/feedback", json=rating, headers=app.auth)).status_code == 204
     chat = {"model": MODEL, "messages": [{"role": "user", "content": prompt}]}
     await client.post("/v1/chat/completions", json=chat, headers=app.auth)
     await client.post(f"/ask?token={app.token}&q=raw-{nonce}", json={"prompt": prompt})
@@ -391,6 +394,8 @@ async def test_no_label_ever_holds_a_token_a_prompt_or_a_raw_path(
                 assert value in names, value
             elif key == "upstream":  # a circuit breaker: an admin-configured base URL
                 assert value in base_urls, value
+            elif key == "score":  # a rating (POST /feedback)
+                assert value in ("up", "down"), value
             else:
                 assert "/" not in value or key == "le", (key, value)
 

@@ -26,6 +26,12 @@ export interface OrchestraConfig {
   /** The gateway's base URL, e.g. `https://orchestra.example.com`; `""` means the page's own origin. */
   readonly baseUrl: string;
   readonly token: OrchestraToken;
+  /**
+   * Optional: the W3C trace context of the app's current operation (e.g. from its OpenTelemetry web SDK),
+   * called before every request. A non-empty string is sent as the `traceparent` header, so the gateway's
+   * span joins the app's trace; `null` (or a hook that throws) sends none.
+   */
+  readonly traceparent?: () => string | null;
 }
 
 export const ORCHESTRA_CONFIG = new InjectionToken<OrchestraConfig>('ORCHESTRA_CONFIG');

@@ -1,12 +1,11 @@
 import { Injectable, inject } from '@angular/core';
 import { Observable, Subscriber } from 'rxjs';
 
-import { SessionTokenError } from '../auth/session-token';
-import { ORCHESTRA_CONFIG, OrchestraToken, OrchestraTokenProvider } from '../config';
+import { ORCHESTRA_CONFIG } from '../config';
+import { gatewayFetch, isAskError } from '../gateway/gateway-fetch';
 import { SseParser } from '../sse/sse-parser';
-import { AskError, AskEvent, AskRequest } from './ask-events';
+import { AskEvent, AskRequest } from './ask-events';
 import { clientError, toAskEvent, toRequestBody } from './ask-wire';
-import { errorFromResponse } from './http-errors';
 
 /**
  * Posts to the gateway's `/ask` and streams the answer as typed events.
@@ -37,47 +36,19 @@ export class AskClient {
     signal: AbortSignal,
     out: Subscriber<AskEvent>,
   ): Promise<void> {
-    const source = this.config.token;
-    for (let attempt = 1; ; attempt++) {
-      const token = await resolveToken(source, signal);
-      if (signal.aborted) {
-        return;
-      }
-      if (typeof token !== 'string') {
-        return finish(out, token);
-      }
-      let response: Response;
-      try {
-        response = await fetch(askUrl(this.config.baseUrl), {
-          method: 'POST',
-          headers: {
-            Authorization: `Bearer ${token}`,
-            'Content-Type': 'application/json',
-            Accept: 'text/event-stream',
-          },
-          body: JSON.stringify(toRequestBody(request)),
-          cache: 'no-store',
-          signal,
-        });
-      } catch {
-        return signal.aborted
-          ? undefined
-          : finish(out, clientError('network_error', 'Could not reach the gateway.'));
-      }
-      if (response.ok) {
-        return readEvents(response, signal, out);
-      }
-      const error = await errorFromResponse(response);
-      if (signal.aborted) {
-        return;
-      }
-      // An expired session token: drop it, get a fresh one and try once more; anything else is final.
-      if (attempt === 1 && isProvider(source) && isExpiredToken(error)) {
-        source.invalidate(token);
-        continue;
-      }
-      return finish(out, error);
+    const response = await gatewayFetch(
+      this.config,
+      '/ask',
+      { method: 'POST', body: toRequestBody(request), accept: 'text/event-stream' },
+      signal,
+    );
+    if (response === null) {
+      return;
     }
+    if (isAskError(response)) {
+      return finish(out, response);
+    }
+    return readEvents(response, signal, out);
   }
 }
 
@@ -135,42 +106,4 @@ async function readEvents(
 function finish(out: Subscriber<AskEvent>, last: AskEvent): void {
   out.next(last);
   out.complete();
-}
-
-function askUrl(baseUrl: string): string {
-  return `${baseUrl.replace(/\/+$/, '')}/ask`;
-}
-
-function isProvider(token: OrchestraToken): token is OrchestraTokenProvider {
-  return typeof token === 'object' && token !== null;
-}
-
-function isExpiredToken(error: AskError): boolean {
-  return error.status === 401 && error.code === 'token_expired';
-}
-
-/** The bearer token to send, or a `token_unavailable` error: never anything but a non-empty string. */
-async function resolveToken(
-  token: OrchestraToken,
-  signal: AbortSignal,
-): Promise<string | AskError> {
-  let value: unknown;
-  try {
-    value = isProvider(token)
-      ? await token.getToken(signal)
-      : typeof token === 'function'
-        ? await token()
-        : token;
-  } catch (error) {
-    return clientError(
-      'token_unavailable',
-      error instanceof SessionTokenError ? error.message : 'The token function or provider failed.',
-    );
-  }
-  return typeof value === 'string' && value !== ''
-    ? value
-    : clientError(
-        'token_unavailable',
-        'The token source gave no token (an empty or non-string value).',
-      );
 }

@@ -63,10 +63,15 @@ describe('AskSession', () => {
     current().next({ type: 'delta', text: 'lo' });
     expect(session.text()).toBe('Hello');
 
+    expect(session.requestId()).toBeNull();
     current().next(done);
     expect(session.status()).toBe('done');
     expect(session.usage()).toEqual(done.usage);
+    expect(session.requestId()).toBe(done.requestId);
     expect(session.busy()).toBe(false);
+
+    session.start({ prompt: 'again' });
+    expect(session.requestId()).toBeNull();
   });
 
   it('keeps the error and the partial text on error', () => {

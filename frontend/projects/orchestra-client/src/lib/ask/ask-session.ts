@@ -20,6 +20,7 @@ export class AskSession {
   private readonly textState = signal('');
   private readonly errorState = signal<AskError | null>(null);
   private readonly usageState = signal<AskUsage | null>(null);
+  private readonly requestIdState = signal<string | null>(null);
   private lastRequest: AskRequest | null = null;
   private subscription: Subscription | null = null;
 
@@ -27,6 +28,8 @@ export class AskSession {
   readonly text = this.textState.asReadonly();
   readonly error = this.errorState.asReadonly();
   readonly usage = this.usageState.asReadonly();
+  /** The gateway's id of the finished answer (from its `done` event): what feedback refers to. */
+  readonly requestId = this.requestIdState.asReadonly();
   /** A request is in flight (cancel makes sense, send does not). */
   readonly busy = computed(() => this.status() === 'loading' || this.status() === 'streaming');
   readonly canRetry = computed(() => this.status() === 'error' || this.status() === 'cancelled');
@@ -42,6 +45,7 @@ export class AskSession {
     this.textState.set('');
     this.errorState.set(null);
     this.usageState.set(null);
+    this.requestIdState.set(null);
     this.statusState.set('loading');
     this.subscription = this.client.ask(request).subscribe((event) => this.apply(event));
   }
@@ -71,6 +75,7 @@ export class AskSession {
     this.textState.set('');
     this.errorState.set(null);
     this.usageState.set(null);
+    this.requestIdState.set(null);
     this.statusState.set('idle');
   }
 
@@ -84,6 +89,7 @@ export class AskSession {
         break;
       case 'done':
         this.usageState.set(event.usage);
+        this.requestIdState.set(event.requestId || null);
         this.statusState.set('done');
         break;
       case 'error':

@@ -3,13 +3,22 @@ import {
   Component,
   booleanAttribute,
   computed,
+  effect,
   inject,
   input,
+  model,
   signal,
+  untracked,
 } from '@angular/core';
 
 import { AskSession, AskStatus } from '../ask/ask-session';
+import { Feedback } from '../feedback/feedback';
+import { FeedbackScore } from '../feedback/feedback-client';
+import { Markdown } from '../markdown/markdown';
 import { describeAskError } from './error-text';
+import { ThreadLoader } from './thread-loader';
+
+export type { ThreadItem } from './thread-loader';
 
 const STATUS_TEXT: Readonly<Record<AskStatus, string>> = {
   idle: 'Ready',
@@ -20,18 +29,18 @@ const STATUS_TEXT: Readonly<Record<AskStatus, string>> = {
   cancelled: 'Cancelled',
 };
 
-/** One message of the visible conversation thread (conversation mode). */
-export interface ThreadItem {
-  readonly role: 'user' | 'assistant';
-  readonly text: string;
-}
+/** How answers are shown: Markdown rendered safely (default), or plain text. */
+export type PromptFormat = 'markdown' | 'text';
 
 /**
  * `<orc-prompt>`: a prompt box whose answer streams in place. Enter sends, Shift+Enter adds a line, Escape
- * (or the Cancel button) stops the answer. The answer is rendered as text, never as HTML.
+ * (or the Cancel button) stops the answer. The answer is rendered as Markdown while it streams (safely:
+ * raw HTML shows as text; see `Markdown`), or as plain text with `format="text"`. A finished answer gets
+ * 👍/👎 feedback (`Feedback`).
  *
- * With `conversation` on, every request carries the same `conversationId` (created on the first send), the
- * previous exchanges are shown above the answer, and a "New conversation" button starts over.
+ * With `conversation` on, every request carries the same `conversationId` (created on the first send, or
+ * given by the app: then its thread is loaded from the gateway), the previous exchanges are shown above
+ * the answer, and a "New conversation" button starts over. `conversationIdChange` tells the app the id.
  *
  * Stable hooks (`data-testid`): `prompt-input`, `send-button`, `cancel-button`, `answer`, `status` (with
  * `data-status="idle|loading|streaming|done|error|cancelled"`), `error` (with `data-code`), `retry-button`,
@@ -43,7 +52,8 @@ export interface ThreadItem {
   templateUrl: './prompt.html',
   styleUrl: './prompt.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
-  providers: [AskSession],
+  imports: [Markdown, Feedback],
+  providers: [AskSession, ThreadLoader],
 })
 export class Prompt {
   /** The visible label of the prompt box. */
@@ -53,22 +63,54 @@ export class Prompt {
   readonly model = input<string>();
   /** Conversation mode: keep a `conversationId` across sends and show the thread. Off by default. */
   readonly conversation = input(false, { transform: booleanAttribute });
+  /** `markdown` (default) or `text`. */
+  readonly format = input<PromptFormat>('markdown');
+  /**
+   * The conversation (conversation mode): set it to continue a thread (loaded from the gateway on start);
+   * it changes on the first send of a new conversation and to `null` on "New conversation".
+   */
+  readonly conversationId = model<string | null>(null);
 
   protected readonly session = inject(AskSession);
   protected readonly draft = signal('');
-  protected readonly canSend = computed(() => this.draft().trim() !== '' && !this.session.busy());
+  protected readonly canSend = computed(
+    () => this.draft().trim() !== '' && !this.session.busy() && this.threads.status() !== 'loading',
+  );
   protected readonly statusText = computed(() => STATUS_TEXT[this.session.status()]);
   protected readonly errorText = computed(() => {
     const error = this.session.error();
     return error ? describeAskError(error) : '';
   });
 
-  /** The id sent with every request in conversation mode; `null` until the first send. */
-  protected readonly conversationId = signal<string | null>(null);
-  /** The finished exchanges before the current one (conversation mode). */
-  protected readonly thread = signal<readonly ThreadItem[]>([]);
+  /** Loads the thread of an app-given `conversationId`, and holds the exchanges before the current one. */
+  protected readonly threads = inject(ThreadLoader);
+  protected readonly thread = this.threads.items;
+  /** Ratings given so far, by request id (kept when an answer moves into the thread). */
+  protected readonly ratings = signal<ReadonlyMap<string, FeedbackScore>>(new Map());
   /** The prompt of the exchange shown in the answer region (conversation mode). */
   private currentPrompt: string | null = null;
+
+  constructor() {
+    // An id from the app (on start, or switched later) that is not the thread shown: load its thread.
+    effect(() => {
+      const id = this.conversationId();
+      if (!this.conversation()) {
+        return;
+      }
+      untracked(() => {
+        if (this.threads.shows(id)) {
+          return;
+        }
+        this.session.reset();
+        this.currentPrompt = null;
+        if (id === null) {
+          this.threads.adopt(null);
+        } else {
+          this.threads.load(id);
+        }
+      });
+    });
+  }
 
   protected send(): void {
     if (!this.canSend()) {
@@ -82,6 +124,7 @@ export class Prompt {
     }
     this.archiveCurrentExchange();
     const conversationId = this.conversationId() ?? newConversationId();
+    this.threads.adopt(conversationId);
     this.conversationId.set(conversationId);
     this.currentPrompt = prompt;
     this.session.start(model ? { prompt, model, conversationId } : { prompt, conversationId });
@@ -91,8 +134,14 @@ export class Prompt {
   protected newConversation(): void {
     this.session.reset();
     this.currentPrompt = null;
-    this.thread.set([]);
+    this.threads.adopt(null);
     this.conversationId.set(null);
+  }
+
+  protected rated(requestId: string, score: FeedbackScore | null): void {
+    if (score !== null) {
+      this.ratings.update((ratings) => new Map(ratings).set(requestId, score));
+    }
   }
 
   protected onInput(event: Event): void {
@@ -112,9 +161,11 @@ export class Prompt {
   /** Moves the exchange on screen into the thread, if it finished (failed or cancelled ones are dropped). */
   private archiveCurrentExchange(): void {
     if (this.currentPrompt !== null && this.session.status() === 'done') {
-      const user: ThreadItem = { role: 'user', text: this.currentPrompt };
-      const assistant: ThreadItem = { role: 'assistant', text: this.session.text() };
-      this.thread.update((items) => [...items, user, assistant]);
+      const requestId = this.session.requestId();
+      this.threads.append(
+        { role: 'user', text: this.currentPrompt },
+        { role: 'assistant', text: this.session.text(), ...(requestId ? { requestId } : {}) },
+      );
     }
     this.currentPrompt = null;
   }
