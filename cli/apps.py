@@ -86,6 +86,18 @@ def _changes(
     )
 
 
+def _cache_seconds(text: str) -> int:
+    """``--cache-ttl``: a duration (10m), or 0 for off."""
+    from gateway.core.durations import parse_duration
+
+    if text.strip() == "0":
+        return 0
+    try:
+        return int(parse_duration(text).total_seconds())
+    except InvalidRequest as exc:
+        fail(InvalidRequest(f"--cache-ttl: {exc.message}"))
+
+
 def _show(info: AppInfo) -> None:
     output.print_fields(f"App {info.name}", info.to_json())
 
@@ -224,6 +236,22 @@ def update(
         int | None,
         typer.Option("--session-max-ttl", help="The longest session, in seconds (3600)."),
     ] = None,
+    cache_ttl: Annotated[
+        str | None,
+        typer.Option(
+            "--cache-ttl",
+            help="Answer identical requests from the app's cache for this long (10m, 1h); "
+            "0 turns the cache off.",
+        ),
+    ] = None,
+    cache_nondeterministic: Annotated[
+        bool | None,
+        typer.Option(
+            "--cache-nondeterministic/--cache-deterministic-only",
+            help="Also cache requests with a temperature above 0 (default: only those at 0 "
+            "or without one).",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Change an app's settings (options not given are left as they are)."""
@@ -246,6 +274,8 @@ def update(
         oidc_audience=oidc_audience,
         oidc_user_claim=oidc_user_claim,
         session_max_ttl_s=session_max_ttl,
+        cache_ttl_s=None if cache_ttl is None else _cache_seconds(cache_ttl),
+        cache_nondeterministic=cache_nondeterministic,
     )
     cli = CliContext.of(ctx)
     allowed = cli.settings.allowed_upstream_hosts

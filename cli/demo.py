@@ -133,6 +133,9 @@ def demo(
                 f"http://localhost:{port}",
                 "--base-url",
                 f"http://127.0.0.1:{fake_port}/v1",
+                # The chat's thread: the model sees the history, and a reload shows it again.
+                "--workflow",
+                "conversation",
                 "--openai-key-stdin",
                 "--json",
             ),

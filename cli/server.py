@@ -106,6 +106,10 @@ def fake_openai(
             help="random: words (tests, benchmarks); readable: Markdown documents (the demo).",
         ),
     ] = "random",
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Serve HTTPS with this PEM certificate.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its PEM private key.")] = None,
 ) -> None:
     """Run the OpenAI-compatible fake used by tests, benchmarks and the demo."""
     from gateway.fakes.openai_server import ANSWER_MODES, FakeOpenAIConfig
@@ -121,6 +125,10 @@ def fake_openai(
         fail_rate=fail_rate,
         api_keys=frozenset(api_key) if api_key else None,
     )
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together.")
+    tls = None if tls_cert is None or tls_key is None else (str(tls_cert), str(tls_key))
     sock = _bind(host, port)
-    output.print_info(f"OpenAI fake on http://{host}:{port}/v1")
-    serve_fake(config, host=host, port=port, sock=sock)
+    scheme = "http" if tls is None else "https"
+    output.print_info(f"OpenAI fake on {scheme}://{host}:{port}/v1")
+    serve_fake(config, host=host, port=port, sock=sock, tls=tls)

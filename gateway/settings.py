@@ -14,7 +14,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -81,6 +89,18 @@ class Settings(BaseSettings):
     # https only, loopback excepted; private, link-local and metadata addresses refused).
     allowed_upstream_hosts: tuple[str, ...] = ()
 
+    # Egress through an HTTP forward proxy (http://[user:password@]host[:port]; https upstreams
+    # go through CONNECT tunnels, TLS checked end to end). `upstream_proxy_url` wins over the
+    # standard HTTPS_PROXY / HTTP_PROXY variables, which are read as they are (no ORCHESTRA_
+    # prefix), as is NO_PROXY: hosts, .domains, IPs, CIDRs, host:port, or * reached directly.
+    # The proxy's credentials become Proxy-Authorization and are never logged.
+    upstream_proxy_url: SecretStr | None = None
+    https_proxy: SecretStr | None = Field(None, validation_alias=AliasChoices("https_proxy"))
+    http_proxy: SecretStr | None = Field(None, validation_alias=AliasChoices("http_proxy"))
+    no_proxy: str | None = Field(None, validation_alias=AliasChoices("no_proxy"))
+    # A PEM file of the CAs that verify upstream (and OpenID provider) TLS; default: certifi's.
+    upstream_ca_bundle: Path | None = None
+
     # Upstream timeouts, in seconds.
     connect_timeout_s: float = Field(default=5.0, gt=0)
     first_token_timeout_s: float = Field(default=60.0, gt=0)
@@ -112,6 +132,15 @@ class Settings(BaseSettings):
 
     # Streaming: a `: ping` comment while the upstream is silent.
     ping_interval_s: float = Field(default=15.0, gt=0)
+    # Resumable answers (`GET /ask/{id}/events`). When the last reader of an answer leaves, it
+    # keeps being generated this long for a reader to come back; then the upstream is cancelled
+    # (0: at once). An ended answer can be replayed this long after its end (then 410).
+    stream_detach_grace_s: float = Field(default=30.0, ge=0, le=3600)
+    stream_retention_s: float = Field(default=300.0, gt=0, le=86_400)
+    # The events kept per answer for replay (the oldest are dropped past it), and for all
+    # answers of this process together: past that, ended answers are evicted oldest first.
+    stream_buffer_max_bytes: int = Field(default=1_048_576, ge=1024)
+    stream_memory_max_bytes: int = Field(default=268_435_456, ge=1024)
     # How long an authenticated token is trusted before it is looked up again.
     auth_cache_ttl_s: float = Field(default=1.0, ge=0)
     # How often each gateway process reads the auth epochs of the apps it has cached: a revoked
@@ -140,6 +169,10 @@ class Settings(BaseSettings):
     # Prices per model, USD per million tokens, for the monthly budgets.
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
+    # The answer cache (per app: `orchestra apps update APP --cache-ttl 10m`): the most bytes
+    # of answers kept, per process in memory, or in total in Redis when redis_url is set.
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+
     # Workflows: the `conversation` workflow sends at most this many prompt tokens upstream
     # (system prompt, kept history, new message); the oldest turns are dropped first.
     conversation_token_budget: int = Field(default=8000, gt=0)
@@ -166,6 +199,15 @@ class Settings(BaseSettings):
 
     # Built Angular demo to serve at `/` (optional).
     ui_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _stream_bounds(self) -> Settings:
+        if self.stream_buffer_max_bytes > self.stream_memory_max_bytes:
+            raise ValueError(
+                "stream_buffer_max_bytes must not exceed stream_memory_max_bytes "
+                "(one answer's events must fit in the memory for all of them)."
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:

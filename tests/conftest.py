@@ -14,11 +14,14 @@ from tests.support.databases import POSTGRES_URL, PostgresSchema
 __all__ = ["POSTGRES_URL", "PostgresSchema"]
 
 
+_PROXY_VARIABLES = frozenset({"https_proxy", "http_proxy", "no_proxy", "all_proxy"})
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's ORCHESTRA_* settings."""
+    """No test sees the developer's ORCHESTRA_* settings, nor their egress proxy."""
     for name in list(os.environ):
-        if name.startswith("ORCHESTRA_"):
+        if name.startswith("ORCHESTRA_") or name.lower() in _PROXY_VARIABLES:
             monkeypatch.delenv(name)
 
 

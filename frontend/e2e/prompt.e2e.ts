@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 
 import type { Browser } from 'playwright-core';
 
+import { eventually } from './support/eventually.ts';
 import { launchBrowser } from './support/browser.ts';
 import { RESULTS_DIR } from './support/paths.ts';
 import { PromptPage } from './support/prompt-page.ts';
@@ -17,24 +18,6 @@ import { type Stack, startStack } from './support/stack.ts';
 const XSS = '<img src=x onerror=alert(1)>';
 /** Per test (not per file: the file's own run time grows with the number of tests and the machine's load). */
 const TEST = { timeout: 60_000 };
-
-async function eventually<T>(
-  probe: () => Promise<T | undefined>,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) {
-      return value;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 describe('<orc-prompt> against the gateway', () => {
   let stack: Stack;

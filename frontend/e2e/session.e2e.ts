@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 
 import type { Browser } from 'playwright-core';
 
+import { eventually } from './support/eventually.ts';
 import { launchBrowser } from './support/browser.ts';
 import { NetworkLog, type SeenResponse } from './support/network-log.ts';
 import { PromptPage, SESSION_PATH } from './support/prompt-page.ts';
@@ -20,20 +21,6 @@ const JWT = /^[\w-]+\.[\w-]+\.[\w-]+$/;
  * `EndUserAuth` in gateway/services/end_users.py): a session is refused as expired only after that.
  */
 const GATEWAY_LEEWAY_S = 5;
-
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string): Promise<T> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) {
-      return value;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 function bearer(headers: Record<string, string>): string {
   return /^Bearer (.+)$/.exec(headers['authorization'] ?? '')?.[1] ?? '';

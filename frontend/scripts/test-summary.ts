@@ -1,5 +1,5 @@
 /**
- * Sums the unit (Vitest JSON) and e2e (node:test TAP) reports in test-results/ and prints one closing
+ * Sums the unit (Vitest JSON, the library's on Angular 22 and 21) and e2e (node:test TAP) reports in test-results/ and prints one closing
  * line, `N passed, N failed`. A missing or unreadable report counts as one failure, and so does each failed
  * non-test step that ci.sh reports in ORC_STEP_FAILURES (format, builds, type-check). Exits 1 on any failure.
  */
@@ -14,8 +14,12 @@ interface Counts {
 const RESULTS = resolve(import.meta.dirname, '..', 'test-results');
 const REPORTS: readonly { readonly file: string; readonly read: (text: string) => Counts }[] = [
   { file: 'unit-orchestra-client.json', read: fromVitestJson },
+  // The same library specs, built with Angular 21 (compat/ng21).
+  { file: 'unit-orchestra-client-ng21.json', read: fromVitestJson },
   { file: 'unit-demo.json', read: fromVitestJson },
   { file: 'e2e.tap', read: fromNodeTap },
+  // GUIDE.md replayed on a fresh `ng new` app (e2e/guide/).
+  { file: 'e2e-guide.tap', read: fromNodeTap },
 ];
 
 function fromVitestJson(text: string): Counts {

@@ -89,8 +89,18 @@ async def watch_disconnect(
         watcher.cancel()
 
 
-def run_blocking(app: ASGIApp, *, host: str, port: int, sock: socket.socket | None) -> None:
-    """Run ``app`` with uvicorn until interrupted, quietly; on ``sock`` when it is given."""
+def run_blocking(
+    app: ASGIApp,
+    *,
+    host: str,
+    port: int,
+    sock: socket.socket | None,
+    tls: tuple[str, str] | None = None,
+) -> None:
+    """Run ``app`` with uvicorn until interrupted, quietly; on ``sock`` when it is given.
+
+    ``tls`` (certificate file, key file): serve HTTPS (tests of TLS through a proxy).
+    """
     import uvicorn
 
     config = uvicorn.Config(
@@ -101,5 +111,7 @@ def run_blocking(app: ASGIApp, *, host: str, port: int, sock: socket.socket | No
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=2,
+        ssl_certfile=None if tls is None else tls[0],
+        ssl_keyfile=None if tls is None else tls[1],
     )
     uvicorn.Server(config).run(sockets=None if sock is None else [sock])

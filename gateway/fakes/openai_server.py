@@ -212,6 +212,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 9100,
     sock: socket.socket | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> None:
     """Run the fake with uvicorn until interrupted (blocking); on ``sock`` when it is given."""
-    run_blocking(create_app(config), host=host, port=port, sock=sock)
+    run_blocking(create_app(config), host=host, port=port, sock=sock, tls=tls)

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 import anyio
 from fastapi import FastAPI
 from loguru import logger
+from pydantic import SecretStr
 
 from gateway import __version__
-from gateway.core.errors import GatewayError
+from gateway.core.errors import ConfigurationError, GatewayError
 from gateway.core.pricing import Price, PriceTable
 from gateway.flows.lazy import LazyWorkflows, WorkflowSettings
 from gateway.http.resources import Resources
@@ -24,6 +25,8 @@ from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import open_tracer
 from gateway.security.keyring import Keyring
 from gateway.security.master_key import resolve_master_keys
+from gateway.services.answer_cache import AnswerCache
+from gateway.services.answer_streams import AnswerStreams
 from gateway.services.apps import workflows_in_use
 from gateway.services.auth_cache import AuthCache
 from gateway.services.auth_epochs import AuthEpochs
@@ -35,11 +38,13 @@ from gateway.services.origins import KnownOrigins
 from gateway.services.provider_keys import ProviderKeyCache
 from gateway.services.responses import forget_expired_owners
 from gateway.settings import Settings
+from gateway.storage.answer_cache import AnswerStore, MemoryAnswerStore, RedisAnswerStore
 from gateway.storage.counters.memory import MemoryCounters
 from gateway.storage.counters.protocol import QuotaCounters
 from gateway.storage.database import Database
 from gateway.upstream.fetch import GuardedFetcher
 from gateway.upstream.openai import OpenAIUpstream
+from gateway.upstream.proxy import ProxyConfigError, ProxyRoutes
 from gateway.upstream.resilience import CircuitBreakers, ResilientUpstream, RetryPolicy
 
 if TYPE_CHECKING:
@@ -110,6 +115,30 @@ async def watch_dependencies(resources: Resources, interval: float = 10.0) -> No
         await anyio.sleep(interval)
 
 
+def open_answer_store(settings: Settings, redis: Redis | None) -> AnswerStore:
+    """Shared by the replicas on Redis; else this process's memory."""
+    if redis is None:
+        return MemoryAnswerStore(settings.cache_max_bytes)
+    return RedisAnswerStore(redis, settings.cache_max_bytes)
+
+
+def egress_routes(settings: Settings) -> ProxyRoutes:
+    """The egress proxy routes; a bad proxy URL stops start-up with a message (no secret)."""
+
+    def secret(value: SecretStr | None) -> str | None:
+        return None if value is None else value.get_secret_value()
+
+    try:
+        return ProxyRoutes.from_settings(
+            upstream_proxy_url=secret(settings.upstream_proxy_url),
+            https_proxy=secret(settings.https_proxy),
+            http_proxy=secret(settings.http_proxy),
+            no_proxy=settings.no_proxy,
+        )
+    except ProxyConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
 def lifespan_for(  # type: ignore[no-untyped-def]
     settings: Settings, process: ProcessHooks = no_process_hooks
 ):
@@ -134,11 +163,16 @@ def lifespan_for(  # type: ignore[no-untyped-def]
             metrics=metrics,
             tracer=tracer,
         )
+        proxies = egress_routes(settings)
+        ca_file = settings.upstream_ca_bundle
+        ca_bundle = None if ca_file is None else str(ca_file)
         openai = OpenAIUpstream(
             connect_timeout=settings.connect_timeout_s,
             first_token_timeout=settings.first_token_timeout_s,
             allowed_hosts=settings.allowed_upstream_hosts,
             max_event_bytes=settings.upstream_max_event_bytes,
+            proxies=proxies,
+            ca_bundle=ca_bundle,
         )
         upstream = ResilientUpstream(
             openai,
@@ -185,6 +219,8 @@ def lifespan_for(  # type: ignore[no-untyped-def]
         identity_fetcher = GuardedFetcher(
             allowed_hosts=settings.allowed_upstream_hosts,
             connect_timeout=settings.connect_timeout_s,
+            proxies=proxies,
+            ca_bundle=ca_bundle,
         )
         end_users = EndUserAuth(
             db,
@@ -210,12 +246,27 @@ def lifespan_for(  # type: ignore[no-untyped-def]
             provider_keys=ProviderKeyCache(db, keyring, ttl=settings.auth_cache_ttl_s),
             drain=drain,
             started_at=time.time(),
+            streams=AnswerStreams(
+                grace_s=settings.stream_detach_grace_s,
+                retention_s=settings.stream_retention_s,
+                buffer_max_bytes=settings.stream_buffer_max_bytes,
+                memory_max_bytes=settings.stream_memory_max_bytes,
+                metrics=metrics,
+                on_drain=drain.on_due,
+            ),
             workflows=workflows,
             tracer=tracer,
+            answer_cache=AnswerCache(
+                open_answer_store(settings, redis),
+                limiter=limiter,
+                recorder=recorder,
+                metrics=metrics,
+            ),
         )
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(recorder.run)
+                await tasks.start(app.state.resources.streams.run)  # hosts the answers
                 await tasks.start(workflows.run)
                 tasks.start_soon(watch_dependencies, app.state.resources)
                 tasks.start_soon(limiter.leases.run)  # keeps live answers' quota leases

@@ -181,6 +181,21 @@ class Metrics:
             ["app", "score"],
             registry=r,
         )
+        # The answer cache (``app`` is bounded: registered apps only).
+        self.cache_hits = Counter(
+            "orchestra_cache_hits_total", "Requests answered from the cache.", ["app"], registry=r
+        )
+        self.cache_misses = Counter(
+            "orchestra_cache_misses_total",
+            "Cacheable requests the cache could not answer.",
+            ["app"],
+            registry=r,
+        )
+        self.cache_evictions = Counter(
+            "orchestra_cache_evictions_total",
+            "Cached answers dropped before their time to stay under cache_max_bytes.",
+            registry=r,
+        )
         self.quota_unavailable = Counter(
             "orchestra_quota_counters_unavailable_total",
             "Requests decided while the quota counters were unreachable.",
@@ -190,6 +205,38 @@ class Metrics:
         self.quota_leases = Gauge(
             "orchestra_quota_leases",
             "Reservations this process keeps alive (sampled at each lease heartbeat).",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        #: Resumable answers (issue 15): what happened to answers whose readers came and went.
+        self.streams_detached = Counter(
+            "orchestra_streams_detached_total",
+            "Answers still being generated when their last reader left.",
+            registry=r,
+        )
+        self.streams_resumed = Counter(
+            "orchestra_streams_resumed_total",
+            "Readers that attached to an answer after it started (GET /ask/{id}/events).",
+            registry=r,
+        )
+        self.streams_cancelled = Counter(
+            "orchestra_streams_cancelled_total",
+            "Answers stopped by POST /ask/{id}/cancel.",
+            registry=r,
+        )
+        self.streams_expired = Counter(
+            "orchestra_streams_expired_total",
+            "Detached answers cancelled because no reader came back within the grace.",
+            registry=r,
+        )
+        self.streams_evicted = Counter(
+            "orchestra_streams_evicted_total",
+            "Ended answers dropped before their retention ended, to stay in the memory bound.",
+            registry=r,
+        )
+        self.streams_buffered_bytes = Gauge(
+            "orchestra_streams_buffered_bytes",
+            "Bytes of answer events held for replay by this process.",
             multiprocess_mode="livesum",
             registry=r,
         )

@@ -20,6 +20,9 @@ from gateway.storage import provider_keys as key_rows
 from gateway.storage.database import Database
 from gateway.storage.tables import App, utcnow
 
+#: The longest an answer may be reused: a week (``--cache-ttl``).
+MAX_CACHE_TTL_S = 7 * 86400
+
 
 @dataclass(frozen=True, slots=True)
 class AppChanges:
@@ -39,11 +42,18 @@ class AppChanges:
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_user_claim: str | None = None
+    #: The answer cache: seconds (0 turns it off), and whether temperature > 0 is cached.
+    cache_ttl_s: int | None = None
+    cache_nondeterministic: bool | None = None
 
     def validated(self, allowed_hosts: tuple[str, ...] = ()) -> AppChanges:
         validation.positive(self.max_output_tokens, "--max-output-tokens")
         _check_sign_in(self, allowed_hosts)
+        if self.cache_ttl_s is not None and not 0 <= self.cache_ttl_s <= MAX_CACHE_TTL_S:
+            raise InvalidRequest(f"--cache-ttl must be 0 (off) to {MAX_CACHE_TTL_S // 86400}d.")
         return AppChanges(
+            cache_ttl_s=self.cache_ttl_s,
+            cache_nondeterministic=self.cache_nondeterministic,
             session_max_ttl_s=self.session_max_ttl_s,
             oidc_issuer=self.oidc_issuer,
             oidc_audience=self.oidc_audience,
@@ -127,6 +137,13 @@ async def _info(session: AsyncSession, app: App) -> AppInfo:
     return AppInfo.of(app, has_provider_key=has_key)
 
 
+def _apply_cache(app: App, changes: AppChanges) -> None:
+    if changes.cache_ttl_s is not None:
+        app.cache_ttl_s = changes.cache_ttl_s
+    if changes.cache_nondeterministic is not None:
+        app.cache_nondeterministic = changes.cache_nondeterministic
+
+
 def _apply(app: App, changes: AppChanges) -> None:
     if changes.origins is not None:
         app.origins = list(changes.origins)
@@ -147,6 +164,7 @@ def _apply(app: App, changes: AppChanges) -> None:
     if changes.fallback_models is not None:
         app.fallback_models = list(changes.fallback_models)
     _apply_sign_in(app, changes)
+    _apply_cache(app, changes)
     # The default model is always allowed.
     if app.model not in app.allowed_models:
         app.allowed_models = [app.model, *app.allowed_models]

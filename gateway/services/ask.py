@@ -18,6 +18,7 @@ import anyio
 
 from gateway.core.clock import utcnow
 from gateway.core.errors import (
+    Cancelled,
     GatewayError,
     ModelNotAllowed,
     QuotaExceeded,
@@ -125,6 +126,8 @@ def chat_request(ctx: AppContext, inp: AskInput, api_key: str) -> ChatRequest:
 def outcome_of(error: GatewayError) -> str:
     if isinstance(error, ShuttingDown):
         return "shutdown"
+    if isinstance(error, Cancelled):
+        return "cancelled"
     return "upstream_error" if isinstance(error, UpstreamError) else "rejected"
 
 
@@ -183,6 +186,11 @@ class Answer:
     def redact(self, text: str) -> str:
         """Upstream ``text`` forwarded as it is, without this app's provider key (by value)."""
         return Redactor(*(() if self._request is None else (self._request.api_key,)))(text)
+
+    @property
+    def peeked(self) -> Chunk | None:
+        """The first event ``open()`` read, until ``events()`` hands it out."""
+        return self._buffered[0] if self._buffered else None
 
     def finished(self) -> bool:
         """Whether ``events()`` has produced its final event (``Done`` or ``Failed``)."""

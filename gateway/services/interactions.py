@@ -50,6 +50,8 @@ class InteractionRecord:
     prompt_text: str | None = None
     answer_text: str | None = None
     request_metadata: dict[str, Any] | None = field(default=None)
+    #: Answered from the app's answer cache (no upstream call, no tokens, no cost).
+    cached: bool = False
     # For the metrics only (not stored): the quota that refused, the upstream's time.
     quota_limit: str | None = field(default=None, compare=False)
     upstream_s: float | None = field(default=None, compare=False)

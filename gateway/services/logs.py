@@ -55,6 +55,7 @@ def record_to_json(record: RequestLog, feedback: Feedback | None = None) -> dict
         "feedback": None
         if feedback is None
         else {"score": feedback.score, "comment": feedback.comment},
+        "cached": record.cached,
     }
     if record.prompt_text is not None or record.answer_text is not None:
         data["prompt"] = record.prompt_text

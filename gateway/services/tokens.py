@@ -45,6 +45,9 @@ class AppContext:
     credential: str = "app_token"
     #: The one browser origin a session is bound to, if it is.
     bound_origin: str | None = None
+    #: The answer cache: seconds an answer is reused (0: off); temperature > 0 cached too.
+    cache_ttl_s: int = 0
+    cache_nondeterministic: bool = False
 
 
 async def insert_new_token(
@@ -119,6 +122,8 @@ def app_context(token_id: str, app: App, limits: QuotaLimits) -> AppContext:
         workflow=app.workflow,
         fallback_models=tuple(app.fallback_models),
         limits=limits,
+        cache_ttl_s=app.cache_ttl_s,
+        cache_nondeterministic=app.cache_nondeterministic,
     )
 
 

@@ -35,6 +35,8 @@ class AppInfo:
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_user_claim: str = "sub"
+    cache_ttl_s: int = 0
+    cache_nondeterministic: bool = False
 
     @classmethod
     def of(cls, app: App, *, has_provider_key: bool) -> AppInfo:
@@ -58,6 +60,8 @@ class AppInfo:
             oidc_issuer=app.oidc_issuer,
             oidc_audience=app.oidc_audience,
             oidc_user_claim=app.oidc_user_claim,
+            cache_ttl_s=app.cache_ttl_s,
+            cache_nondeterministic=app.cache_nondeterministic,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -82,6 +86,10 @@ class AppInfo:
                 "issuer": self.oidc_issuer,
                 "audience": self.oidc_audience,
                 "user_claim": self.oidc_user_claim,
+            },
+            "cache": {
+                "ttl_s": self.cache_ttl_s,
+                "nondeterministic": self.cache_nondeterministic,
             },
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),

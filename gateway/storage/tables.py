@@ -79,6 +79,14 @@ class App(SQLModel, table=True):
     oidc_user_claim: str = Field(
         default="sub", sa_column=Column(sa.String(100), nullable=False, server_default="sub")
     )
+    #: The answer cache (migration 0012): seconds an answer is reused (0: off), and whether
+    #: requests with a temperature above 0 are cached too.
+    cache_ttl_s: int = Field(
+        default=0, sa_column=Column(sa.Integer, nullable=False, server_default="0")
+    )
+    cache_nondeterministic: bool = Field(
+        default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false())
+    )
     created_at: datetime = _time_column()
     updated_at: datetime = _time_column()
 
@@ -187,6 +195,10 @@ class RequestLog(SQLModel, table=True):
     answer_text: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
     request_metadata: dict[str, Any] | None = Field(
         default=None, sa_column=Column("metadata", JSON, nullable=True)
+    )
+    #: Answered from the app's answer cache (migration 0012): no upstream call, no cost.
+    cached: bool = Field(
+        default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false())
     )
 
 

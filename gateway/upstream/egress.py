@@ -26,19 +26,14 @@ class GuardedDialer:
         self.inner = inner
         self._allowed = frozenset(h.lower() for h in allowed_hosts)
 
-    async def dial(
-        self,
-        host: str,
-        port: int,
-        *,
-        tls: ssl.SSLContext | None,
-        server_hostname: str | None,
-        timeout: float,
-    ) -> Connection:
+    async def check(self, host: str, port: int) -> list[str] | None:
+        """The addresses ``host`` may be reached at (None: allowed by name, not resolved).
+
+        Raises UpstreamUnavailable when every address is forbidden, ConnectFailed when the
+        name does not resolve.
+        """
         if host.lower() in self._allowed:
-            return await self.inner.dial(
-                host, port, tls=tls, server_hostname=server_hostname, timeout=timeout
-            )
+            return None
         try:
             addresses = await resolve(host, port)
         except OSError:
@@ -49,10 +44,26 @@ class GuardedDialer:
                 f"The upstream {host} resolves to a private or link-local address; refused "
                 "(list it in allowed_upstream_hosts if that is intended)."
             )
+        return list(dict.fromkeys(allowed))
+
+    async def dial(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None,
+        server_hostname: str | None,
+        timeout: float,
+    ) -> Connection:
+        allowed = await self.check(host, port)
+        if allowed is None:
+            return await self.inner.dial(
+                host, port, tls=tls, server_hostname=server_hostname, timeout=timeout
+            )
         # Every checked address in turn (a dual-stack name whose IPv6 address does not answer
         # still works over IPv4); never the name again. TLS still checks the name (SNI).
         failure: ConnectFailed | None = None
-        for address in dict.fromkeys(allowed):
+        for address in allowed:
             try:
                 return await self.inner.dial(
                     address, port, tls=tls, server_hostname=server_hostname, timeout=timeout

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 from gateway.core.egress import check_base_url
 from gateway.core.errors import InvalidRequest, UpstreamUnavailable
-from gateway.upstream.egress import GuardedDialer
-from gateway.upstream.wire import Pool, TCPDialer, WireError
+from gateway.upstream.proxy import ProxyRoutes
+from gateway.upstream.tunnel import egress_pool
+from gateway.upstream.wire import WireError
 
 
 def _shown(url: str) -> str:
@@ -34,10 +35,21 @@ def _shown(url: str) -> str:
 class GuardedFetcher:
     """One small guarded pool for the gateway's few outbound GETs (not the upstream's pool)."""
 
-    def __init__(self, *, allowed_hosts: Iterable[str] = (), connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        allowed_hosts: Iterable[str] = (),
+        connect_timeout: float = 5.0,
+        proxies: ProxyRoutes | None = None,
+        ca_bundle: str | None = None,
+    ) -> None:
         self._allowed = tuple(h.lower() for h in allowed_hosts)
-        self._pool = Pool(
-            GuardedDialer(TCPDialer(), self._allowed), connect_timeout=connect_timeout
+        # The same egress as the upstream calls: SSRF guard, proxy routes, CA bundle.
+        self._pool = egress_pool(
+            allowed_hosts=self._allowed,
+            connect_timeout=connect_timeout,
+            proxies=proxies,
+            ca_bundle=ca_bundle,
         )
 
     def _check(self, url: str) -> None:

@@ -28,8 +28,9 @@ from gateway.core.errors import (
 )
 from gateway.core.redact import Redactor
 from gateway.core.trace_context import upstream_traceparent
-from gateway.upstream.egress import GuardedDialer
+from gateway.upstream.proxy import ProxyRoutes
 from gateway.upstream.sse import MESSAGE, EventTooLarge, SSEParser
+from gateway.upstream.tunnel import TunnelRefused, egress_pool
 from gateway.upstream.types import (
     MAX_FINISH_REASON,
     MAX_MODEL_NAME,
@@ -46,7 +47,6 @@ from gateway.upstream.wire import (
     ProtocolViolation,
     ReadTimedOut,
     Response,
-    TCPDialer,
     WireError,
 )
 
@@ -267,6 +267,8 @@ def error_for_status(
 def _transport_error(exc: WireError) -> UpstreamError:
     # A connect timeout too: a connection that never opens is an unreachable upstream
     # (retried, counted by the circuit breaker), not a slow answer.
+    if isinstance(exc, TunnelRefused):
+        return UpstreamError(str(exc))  # names the proxy and the upstream, no credentials
     if isinstance(exc, ConnectFailed):
         return UpstreamUnavailable("The upstream cannot be reached.")
     if isinstance(exc, ReadTimedOut):
@@ -377,12 +379,18 @@ class OpenAIUpstream:
         first_token_timeout: float,
         allowed_hosts: tuple[str, ...] = (),
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        proxies: ProxyRoutes | None = None,
+        ca_bundle: str | None = None,
     ) -> None:
         self._first_token_timeout = first_token_timeout
         self._max_event_bytes = max_event_bytes
-        # Every new connection goes through the SSRF guard, after DNS resolution.
-        self._pool = Pool(
-            GuardedDialer(TCPDialer(), allowed_hosts), connect_timeout=connect_timeout
+        # Every new connection goes through the SSRF guard, after DNS resolution (and
+        # through the egress proxy, when one is configured for its origin).
+        self._pool = egress_pool(
+            allowed_hosts=allowed_hosts,
+            connect_timeout=connect_timeout,
+            proxies=proxies,
+            ca_bundle=ca_bundle,
         )
 
     @property

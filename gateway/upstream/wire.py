@@ -11,7 +11,10 @@ future per network read, with its deadline as a timer handle, not a cancel scope
 
 What it does: keep-alive pools per origin (LIFO, so the warm connection is reused), TLS with
 SNI, Content-Length / chunked / close-delimited bodies, gzip and deflate, read flow control.
-What it does not: redirects (never followed, by design), proxies, HTTP/2, request streaming.
+What it does not: redirects (never followed, by design), HTTP/2, request streaming. Forward
+proxies are a dialer's business (gateway/upstream/tunnel.py): a connection it opened to a proxy
+for a plain-http origin carries ``forward`` (the absolute-form target prefix and the proxy's
+header lines), which the request line and head then use.
 Errors are ``WireError`` subclasses; the OpenAI client maps them to the UpstreamError tree.
 """
 
@@ -127,6 +130,9 @@ class Connection(asyncio.Protocol):
         self._keep_alive = False
         self.received_any = False
         self.reused = False
+        #: Set on a connection to a forward proxy (a plain-http origin through HTTP_PROXY):
+        #: the absolute-form prefix of request targets, and the proxy's header lines.
+        self.forward: tuple[str, str] | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -278,11 +284,22 @@ class Connection(asyncio.Protocol):
         return self.complete and self._keep_alive and self.usable
 
     def close(self) -> None:
+        self._stop_timer()
+        if self._transport is not None:
+            self._transport.close()
+
+    def _stop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._transport is not None:
-            self._transport.close()
+
+    def detach(self) -> asyncio.Transport:
+        """Hand the transport over (to wrap it in TLS after a CONNECT); this object is done."""
+        self._stop_timer()
+        transport, self._transport = self._transport, None
+        assert transport is not None
+        self._closed = ConnectionBroken("The connection was handed over.")
+        return transport
 
 
 class Dialer(Protocol):
@@ -326,13 +343,17 @@ class TCPDialer:
         return connection
 
 
-def _default_tls() -> ssl.SSLContext:
-    try:
-        import certifi  # the same CA bundle httpx and the openai SDK use
+def _default_tls(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """Verifying TLS against ``ca_bundle`` (a PEM file) or else certifi's bundle."""
+    if ca_bundle is not None:
+        context = ssl.create_default_context(cafile=ca_bundle)
+    else:
+        try:
+            import certifi  # the same CA bundle httpx and the openai SDK use
 
-        context = ssl.create_default_context(cafile=certifi.where())
-    except ImportError:  # pragma: no cover (certifi comes with the openai SDK)
-        context = ssl.create_default_context()
+            context = ssl.create_default_context(cafile=certifi.where())
+        except ImportError:  # pragma: no cover (certifi comes with the openai SDK)
+            context = ssl.create_default_context()
     context.set_alpn_protocols(["http/1.1"])
     return context
 
@@ -426,16 +447,24 @@ class Response:
 
 
 class Pool:
-    def __init__(self, dialer: Dialer | None = None, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        dialer: Dialer | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        ca_bundle: str | None = None,
+    ) -> None:
         self.dialer: Dialer = dialer or TCPDialer()
         self._connect_timeout = connect_timeout
         self._idle: dict[Origin, list[Connection]] = {}
         self._tls: ssl.SSLContext | None = None
+        self._ca_bundle = ca_bundle
         self._user_agent = "orchestra"
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
-            self._tls = _default_tls()  # loading the CA bundle costs ~20 ms: once, when needed
+            # Loading the CA bundle costs ~20 ms: once, when needed.
+            self._tls = _default_tls(self._ca_bundle)
         return self._tls
 
     async def _connection(self, origin: Origin) -> Connection:
@@ -474,7 +503,6 @@ class Pool:
         """Send a POST and wait up to ``timeout`` for the response's headers."""
         origin, target = split_url(url)
         head = [
-            f"POST {target} HTTP/1.1",
             f"Host: {_host_header(origin)}",
             f"User-Agent: {self._user_agent}",
             "Accept-Encoding: gzip, deflate",
@@ -482,8 +510,7 @@ class Pool:
             f"Content-Length: {len(body)}",
         ]
         head.extend(f"{name}: {_check_header_value(value)}" for name, value in headers)
-        message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-        return await self._exchange(origin, message, timeout)
+        return await self._exchange(origin, f"POST {target}", "\r\n".join(head), body, timeout)
 
     async def get(
         self, url: str, headers: Iterable[tuple[str, str]], *, timeout: float
@@ -497,19 +524,26 @@ class Pool:
         """Send a request without a body (GET, DELETE) and wait for the response's headers."""
         origin, target = split_url(url)
         head = [
-            f"{method} {target} HTTP/1.1",
             f"Host: {_host_header(origin)}",
             f"User-Agent: {self._user_agent}",
             "Accept-Encoding: identity",
         ]
         head.extend(f"{name}: {_check_header_value(value)}" for name, value in headers)
-        message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-        return await self._exchange(origin, message, timeout)
+        return await self._exchange(origin, f"{method} {target}", "\r\n".join(head), b"", timeout)
 
-    async def _exchange(self, origin: Origin, message: bytes, timeout: float) -> Response:
+    async def _exchange(
+        self, origin: Origin, method_target: str, head: str, body: bytes, timeout: float
+    ) -> Response:
+        """``method_target`` is ``METHOD /path``; ``head`` the header lines, CRLF-joined."""
         for attempt in (1, 2):
             connection = await self._connection(origin)
-            connection.send(message)
+            forward = connection.forward
+            if forward is None:
+                start = f"{method_target} HTTP/1.1\r\n"
+            else:  # absolute-form through a forward proxy: POST http://host:port/path
+                method, _, target = method_target.partition(" ")
+                start = f"{method} {forward[0]}{target} HTTP/1.1\r\n{forward[1]}"
+            connection.send((start + head + "\r\n\r\n").encode("latin-1") + body)
             try:
                 await connection.wait_headers(timeout)
             except ConnectionBroken as broken:

@@ -233,6 +233,20 @@ def test_update_refuses_bad_input(orchestra: Orchestra, initialised: Path) -> No
     assert json_of(orchestra("apps", "show", "demo", "--json")) == before
 
 
+def test_update_the_answer_cache(orchestra: Orchestra, initialised: Path) -> None:
+    token = add_app(orchestra, "demo")["token"]
+    cache = json_of(orchestra("apps", "update", "demo", "--cache-ttl", "10m", "--json"))["cache"]
+    assert cache == {"ttl_s": 600, "nondeterministic": False}
+    on = orchestra("apps", "update", "demo", "--cache-nondeterministic", "--json")
+    assert json_of(on)["cache"] == {"ttl_s": 600, "nondeterministic": True}
+    off = orchestra("apps", "update", "demo", "--cache-ttl", "0", "--json")
+    assert json_of(off)["cache"] == {"ttl_s": 0, "nondeterministic": True}
+    context = with_database(lambda db: tokens.authenticate(db, token))
+    assert (context.cache_ttl_s, context.cache_nondeterministic) == (0, True)
+    fails(orchestra("apps", "update", "demo", "--cache-ttl", "10 minutes"), 2, "--cache-ttl")
+    fails(orchestra("apps", "update", "demo", "--cache-ttl", "30d"), 2, "--cache-ttl")
+
+
 def test_disable_and_enable(orchestra: Orchestra, initialised: Path) -> None:
     token = add_app(orchestra, "demo")["token"]
     assert json_of(orchestra("apps", "disable", "demo", "--json"))["disabled"] is True

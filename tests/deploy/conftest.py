@@ -118,6 +118,9 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
             "redis_url": REDIS_URL,
             "log_flush_interval_s": 0.05,
             "log_format": "json",
+            # A client that leaves is given up on after 1 s (not the default 30 s), so the test
+            # below sees the replica stop the answer through the proxy.
+            "stream_detach_grace_s": 1,
         }
         yield from _topology(nginx, root, settings, master_key)
 

@@ -93,8 +93,9 @@ async def test_a_client_that_leaves_is_seen_by_the_replica_through_the_proxy(
                 break  # and leave: the stream is closed with the client
     async with httpx.AsyncClient(base_url=topology.url, timeout=30) as client:
         (record,) = await records_of(client, app, 1)
-    # nginx closed its upstream connection when the client went: the replica stopped the
-    # answer (and its upstream call) well before the 100 tokens, and recorded it once.
+    # nginx closed its upstream connection when the client went: after the detach grace
+    # (1 s here) the replica stopped the answer (and its upstream call) well before the
+    # 100 tokens (10 s), and recorded it once.
     assert record["request_id"] == request_id
     assert record["outcome"] == "client_disconnected", record
     assert record["completion_tokens"] < 100, record

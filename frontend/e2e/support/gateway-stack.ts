@@ -17,7 +17,8 @@ import { type AppOptions, SHORT_SESSION_TTL_S, type Stack } from './stack.ts';
 const TOKEN_MS = '40';
 const ORCHESTRA = process.env['ORCHESTRA_BIN'] ?? join(REPO_DIR, '.venv', 'bin', 'orchestra');
 
-export async function startGatewayStack(): Promise<Stack> {
+/** `uiDir`: the built app the demo backends serve (default: the demo; the guide's test serves its own). */
+export async function startGatewayStack({ uiDir = DEMO_DIST_DIR } = {}): Promise<Stack> {
   const home = await mkdtemp(join(tmpdir(), 'orc-e2e-'));
   const env = { ...process.env, ORCHESTRA_HOME: home };
   const cli = (args: string[], input?: string): Promise<string> =>
@@ -69,7 +70,7 @@ export async function startGatewayStack(): Promise<Stack> {
         '--gateway',
         gatewayUrl,
         '--ui',
-        DEMO_DIST_DIR,
+        uiDir,
         '--session-ttl-s',
         String(ttlS),
       ],

@@ -12,6 +12,8 @@ export interface RunOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly input?: string;
   readonly cwd?: string;
+  /** `run()` only: kill the command after this long (default 60 s). */
+  readonly timeoutMs?: number;
 }
 
 /** A free TCP port on 127.0.0.1 (released before it is returned, so there is a small race). */
@@ -41,7 +43,12 @@ export function run(
     const child = execFile(
       command,
       args,
-      { env: options.env, cwd: options.cwd, timeout: 60_000, maxBuffer: 10 * 1024 * 1024 },
+      {
+        env: options.env,
+        cwd: options.cwd,
+        timeout: options.timeoutMs ?? 60_000,
+        maxBuffer: 10 * 1024 * 1024,
+      },
       (error, stdout, stderr) =>
         error
           ? reject(new Error(`${command} ${args.join(' ')} failed: ${error.message}\n${stderr}`))

@@ -36,6 +36,10 @@ class LogRecord(BaseModel):
     duration_ms: float
     origin: str | None
     metadata: dict[str, Any] | None
+    cached: bool = Field(
+        default=False,
+        description="Answered from the app's answer cache: no upstream call, tokens or cost.",
+    )
     prompt: str | None = Field(default=None, description="Only for apps that log content.")
     answer: str | None = Field(default=None, description="Only for apps that log content.")
     feedback: LogFeedback | None = Field(

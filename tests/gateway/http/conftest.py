@@ -109,6 +109,8 @@ def gateway_settings(home: Path, **overrides: object) -> dict[str, object]:
         # and no circuit breaker tripping over the shared fake (tests/gateway/resilience has those).
         "upstream_attempts": 1,
         "circuit_failure_threshold": 1_000_000,
+        # A client that leaves stops its answer at once (the resume tests set a grace).
+        "stream_detach_grace_s": 0,
     }
     settings.update(overrides)
     return settings

@@ -27,6 +27,13 @@ describe('App', () => {
     expect(notice?.getAttribute('role')).toBe('note');
   });
 
+  it('is a chat: <orc-prompt> in conversation mode, with its "New conversation" action', async () => {
+    const page = await render(null);
+    const prompt = page.querySelector('orc-prompt');
+    expect(prompt?.querySelector('[data-testid="new-conversation"]')).not.toBeNull();
+    expect(prompt?.querySelector('[data-testid="prompt-input"]')).not.toBeNull();
+  });
+
   it('shows no notice when config.json has none', async () => {
     const page = await render(null);
     expect(page.querySelector('[data-testid="demo-notice"]')).toBeNull();
