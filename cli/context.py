@@ -14,8 +14,8 @@ from gateway.core.errors import GatewayError
 if TYPE_CHECKING:
     from gateway.security.keyring import Keyring
     from gateway.services.auth_epochs import Announcer
+    from gateway.services.database import Database
     from gateway.settings import Settings
-    from gateway.storage.database import Database
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ class CliContext:
         """Run one async unit of work against the database, mapping domain errors to exits."""
         import anyio
 
-        from gateway.storage.database import Database
+        from gateway.services.database import Database
 
         settings = self.settings
 

@@ -16,8 +16,7 @@ from cli.errors import fail
 from gateway.core.errors import GatewayError, InvalidRequest
 
 if TYPE_CHECKING:
-    from gateway.storage.database import Database
-    from gateway.storage.request_logs import LogFilter
+    from gateway.services.database import Database
 
 app = typer.Typer(help="Read and prune interaction records.", no_args_is_help=True)
 
@@ -74,27 +73,6 @@ def _emit(record: dict[str, Any], as_json: bool) -> None:
         output.print_markup(format_line(record))
 
 
-async def _where(
-    db: Database,
-    app_name: str | None,
-    outcome: str | None,
-    since: str | None,
-    user: str | None = None,
-) -> LogFilter:
-    from gateway.core.clock import utcnow
-    from gateway.core.durations import parse_duration
-    from gateway.services import apps as app_service
-    from gateway.storage.request_logs import LogFilter
-
-    app_id = None if app_name is None else (await app_service.get_app(db, app_name)).id
-    return LogFilter(
-        app_id=app_id,
-        outcome=outcome,
-        user=user,
-        since=None if since is None else utcnow() - parse_duration(since),
-    )
-
-
 @app.command("tail")
 def tail(
     ctx: typer.Context,
@@ -118,6 +96,7 @@ def tail(
     ] = None,
 ) -> None:
     """The latest interaction records, oldest first; with --follow, new ones as they happen."""
+    from gateway.core.durations import parse_duration
     from gateway.services import logs as log_service
 
     if url is not None:
@@ -126,7 +105,10 @@ def tail(
         return
 
     async def run(db: Database) -> None:
-        where = await _where(db, app_name, outcome, since, user)
+        age = None if since is None else parse_duration(since)
+        where = await log_service.log_filter(
+            db, app_name=app_name, outcome=outcome, user=user, since=age
+        )
         if not follow:
             page = await log_service.recent_logs(db, where, limit=max(lines, 1))
             for record in reversed(page.records[:lines]):

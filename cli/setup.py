@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import typer
 
 from cli import output
@@ -11,14 +9,7 @@ from cli.context import CliContext
 from cli.errors import fail
 from gateway.core.errors import GatewayError
 
-if TYPE_CHECKING:
-    from gateway.storage.database import Database
-
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
-
-
-async def _upgrade(db: Database) -> None:
-    await db.upgrade()
 
 
 def init(ctx: typer.Context) -> None:
@@ -27,6 +18,7 @@ def init(ctx: typer.Context) -> None:
     Safe to run again: nothing that exists is overwritten.
     """
     from gateway.security.master_key import create_master_key_file, resolve_master_keys
+    from gateway.services.database import upgrade_schema
 
     cli = CliContext.of(ctx)
     settings = cli.settings
@@ -42,7 +34,7 @@ def init(ctx: typer.Context) -> None:
             output.print_success("Master key taken from ORCHESTRA_MASTER_KEY.")
     except GatewayError as error:
         fail(error)
-    cli.run(_upgrade, check_schema=False)
+    cli.run(upgrade_schema, check_schema=False)
     output.print_success(f"Database ready: {_display_url(settings.resolved_database_url)}")
 
 
@@ -59,8 +51,10 @@ def _display_url(url: str) -> str:
 @db_app.command("upgrade")
 def upgrade(ctx: typer.Context) -> None:
     """Apply pending migrations."""
+    from gateway.services.database import upgrade_schema
+
     cli = CliContext.of(ctx)
-    cli.run(_upgrade, check_schema=False)
+    cli.run(upgrade_schema, check_schema=False)
     output.print_success(
         f"Database schema is current: {_display_url(cli.settings.resolved_database_url)}"
     )

@@ -17,7 +17,7 @@ from cli.context import CliContext
 from cli.errors import fail
 
 if TYPE_CHECKING:
-    from gateway.storage.request_logs import UsageRow
+    from gateway.services.usage import UsageRow
 
 
 def _row_json(row: UsageRow, by_user: bool) -> dict[str, Any]:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from gateway.storage.database import Database
+from tests.support.databases import POSTGRES_URL, PostgresSchema
 
-POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+__all__ = ["POSTGRES_URL", "PostgresSchema"]
 
 
 _PROXY_VARIABLES = frozenset({"https_proxy", "http_proxy", "no_proxy", "all_proxy"})
@@ -38,27 +36,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "home"
     monkeypatch.setenv("ORCHESTRA_HOME", str(path))
     return path
-
-
-class PostgresSchema:
-    """A throw-away schema in the `test` database, so tests never see each other's rows."""
-
-    def __init__(self) -> None:
-        self.name = "t_" + secrets.token_hex(6)
-
-    async def create(self) -> None:
-        connection = await asyncpg.connect(_POSTGRES_DSN)
-        try:
-            await connection.execute(f'CREATE SCHEMA "{self.name}"')
-        finally:
-            await connection.close()
-
-    async def drop(self) -> None:
-        connection = await asyncpg.connect(_POSTGRES_DSN)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE')
-        finally:
-            await connection.close()
 
 
 @pytest.fixture

@@ -72,6 +72,27 @@ def parse_cursor(cursor: str | None) -> int | None:
     return int(cursor)
 
 
+async def log_filter(
+    db: Database,
+    *,
+    app_name: str | None = None,
+    outcome: str | None = None,
+    user: str | None = None,
+    since: timedelta | None = None,
+) -> LogFilter:
+    """Which records to read: an app's (by name; NotFound if it does not exist), one outcome,
+    one end user, newer than ``since`` ago."""
+    from gateway.services.apps import get_app
+
+    app_id = None if app_name is None else (await get_app(db, app_name)).id
+    return LogFilter(
+        app_id=app_id,
+        outcome=outcome,
+        user=user,
+        since=None if since is None else utcnow() - since,
+    )
+
+
 async def _with_feedback(session: AsyncSession, rows: Sequence[RequestLog]) -> list[dict[str, Any]]:
     """The records as JSON, each with its rating (one query for the whole page)."""
     rated = await feedback_rows.feedback_for(session, {row.request_id for row in rows})

@@ -11,6 +11,8 @@ from gateway.storage import request_logs
 from gateway.storage.database import Database
 from gateway.storage.request_logs import UsageRow
 
+__all__ = ["PERIODS", "UsageRow", "period_start", "usage_report"]
+
 PERIODS = ("day", "month")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,19 @@ from pathlib import Path
 
 import httpx
 
-HOST = "127.0.0.1"
+from tests.support import cli
+from tests.support.processes import HOST, ORCHESTRA, free_port
+
+__all__ = ["HOST", "free_port"]
+
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _REPO = Path(__file__).resolve().parents[2]
-_BIN = Path(sys.executable).parent
 
 
 def orchestra_bin() -> str:
     """The ``orchestra`` console script of the running venv."""
-    return str(_BIN / "orchestra")
+    return str(ORCHESTRA)
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -46,13 +48,6 @@ def renice(pid: int) -> None:
     """Apply ``--nice`` to ``pid`` (negative values need root)."""
     if NICE["value"]:
         os.setpriority(os.PRIO_PROCESS, pid, NICE["value"])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def raise_fd_limit() -> int:
@@ -247,20 +242,12 @@ def start_gateway(
     return server
 
 
-def run_cli(home: Path, args: list[str], stdin: str | None = None) -> str:
-    """Run an admin command in ``home``; its stdout (raises with stderr on failure)."""
-    done = subprocess.run(
-        [orchestra_bin(), *args],
-        env=base_env(ORCHESTRA_HOME=str(home)),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=_REPO,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"orchestra {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
+def run_cli(
+    home: Path, args: list[str], stdin: str | None = None, env: dict[str, str] | None = None
+) -> str:
+    """Run an admin command in ``home`` (``env``: more ORCHESTRA_* values); its stdout."""
+    child = base_env(ORCHESTRA_HOME=str(home), **(env or {}))
+    return cli.run_cli(args, child, input=stdin, cwd=_REPO)
 
 
 def time_command(args: list[str], runs: int = 3) -> float:

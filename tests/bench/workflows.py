@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import secrets
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,25 +40,10 @@ FAKE_KEY = "sk-bench-workflows"
 VARIANTS = ("direct", "conversation/new", "conversation/thread")
 
 
-def run_cli(home: Path, env: dict[str, str], args: list[str], stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [procs.orchestra_bin(), *args],
-        env=procs.base_env(ORCHESTRA_HOME=str(home), **env),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"orchestra {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
 def add_app(home: Path, env: dict[str, str], name: str, fake_port: int, workflow: str) -> str:
     created = json.loads(
-        run_cli(
+        procs.run_cli(
             home,
-            env,
             [
                 *("apps", "add", name, "--workflow", workflow),
                 *("--base-url", f"http://{procs.HOST}:{fake_port}/v1"),
@@ -172,7 +156,7 @@ def main() -> None:
         gateway: procs.Server | None = None
         try:
             with postgres_schema(args.postgres) as db_env:
-                run_cli(home, db_env, ["init"])
+                procs.run_cli(home, ["init"], env=db_env)
                 tokens = {
                     "direct": add_app(home, db_env, "bench-direct", fake.port, "direct"),
                     "conversation/new": add_app(

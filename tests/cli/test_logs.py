@@ -39,13 +39,14 @@ from tests.gateway.http.conftest import (
     Apps,
     Fake,
     Gateway,
-    Server,
     child_env,
     free_port,
     gateway_settings,
-    run_cli,
-    spawn,
+    init_home,
+    spawn_fake,
+    spawn_gateway,
 )
+from tests.support.processes import stopping, wait_http
 
 # gateway/storage/request_logs.py calls SQLModel's AsyncSession.execute (deprecated in favour of
 # exec, a warning only): in-process, that warning would be an error here.
@@ -72,31 +73,22 @@ class Replicas:
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     root = tmp_path_factory.mktemp("tail")
     logs, home = root / "logs", root / "home"
-    started: list[Server] = []
-    try:
-        fake = spawn("fake", ["fake-openai", "--tokens", "4"], child_env({}), logs, free_port())
+    with stopping() as started:
+        fake = spawn_fake("fake", logs, "--tokens", "4")
         started.append(fake)
-        run_cli(["init"], child_env({"home": home}))
+        init_home(home)
         settings = gateway_settings(home)
-        servers = [
-            spawn(f"gateway-{i}", ["serve"], child_env(settings), logs, free_port())
-            for i in range(2)
-        ]
+        servers = [spawn_gateway(f"gateway-{i}", settings, logs) for i in range(2)]
         started += servers
         fake.wait_ready("/_fake/health")
-        for server in servers:
-            server.wait_ready("/status")
-        url = f"sqlite+aiosqlite:///{home}/orchestra.db"
-        gateways = [Gateway(s, home, child_env(settings), url) for s in servers]
+        wait_http(servers, "/status")
+        gateways = [Gateway.on_sqlite(s, home, settings) for s in servers]
         registry = Apps(gateways[0], Fake(fake), set(), "tail")
 
         async def register() -> list[AppHandle]:
             return [await registry.add(), await registry.add()]
 
         yield Replicas(home, child_env({"home": home}), gateways, anyio.run(register))
-    finally:
-        for server in started:
-            server.stop()
 
 
 def ask(gateway: Gateway, app: AppHandle, prompt: str) -> tuple[str, float]:

@@ -12,8 +12,6 @@ migration service.
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,21 +22,19 @@ from gateway.security.keyring import generate_master_key
 from tests.deploy.manifests import render_nginx, tool
 from tests.gateway.replicas.conftest import (
     ADMIN_TOKEN,
-    ORCHESTRA,
     POSTGRES_URL,
     REDIS_URL,
     Cluster,
     Proc,
     RedisServer,
-    _create_schema,
-    _drop_schema,
-    _flush_redis_db_12,
     child_env,
     free_port,
     run_cli,
     spawn,
     wait_http,
 )
+from tests.support.databases import scratch_stores
+from tests.support.processes import spawn_orchestra
 
 REPLICAS = 3
 #: One access-log line per request: the gateway's id and the replica that answered it (each
@@ -104,8 +100,6 @@ http {{
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     nginx = tool("nginx")
     root = tmp_path_factory.mktemp("topology")
-    logs = root / "logs"
-    schema = "t_" + secrets.token_hex(6)
     master_key = generate_master_key()
     # The credentials as Compose hands them over: files, one per setting, not variables.
     secrets_dir = root / "secrets"
@@ -116,31 +110,36 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         "admin_token": ADMIN_TOKEN,
     }.items():
         (secrets_dir / f"orchestra_{name}").write_text(value + "\n")
-    settings: dict[str, object] = {
-        "secrets_dir": secrets_dir,
-        "home": root / "home",
-        "database_schema": schema,
-        "redis_url": REDIS_URL,
-        "log_flush_interval_s": 0.05,
-        "log_format": "json",
-        # A client that leaves is given up on after 1 s (not the default 30 s), so the test
-        # below sees the replica stop the answer through the proxy.
-        "stream_detach_grace_s": 1,
-    }
-    _flush_redis_db_12()
-    asyncio.run(_create_schema(schema))
+    with scratch_stores(REDIS_URL) as schema:
+        settings: dict[str, object] = {
+            "secrets_dir": secrets_dir,
+            "home": root / "home",
+            "database_schema": schema,
+            "redis_url": REDIS_URL,
+            "log_flush_interval_s": 0.05,
+            "log_format": "json",
+            # A client that leaves is given up on after 1 s (not the default 30 s), so the test
+            # below sees the replica stop the answer through the proxy.
+            "stream_detach_grace_s": 1,
+        }
+        yield from _topology(nginx, root, settings, master_key)
+
+
+def _topology(
+    nginx: str, root: Path, settings: dict[str, object], master_key: str
+) -> Iterator[Topology]:
+    """The fake, the replicas and nginx in front, ready (stopped at the end)."""
+    logs = root / "logs"
     procs: list[Proc] = []
     try:
         # The migration, once (Compose's `migrate` service: `orchestra db upgrade`).
         run_cli(["db", "upgrade"], child_env(settings))
-        fake_port = free_port()
-        fake_args = [str(ORCHESTRA), "fake-openai", "--port", str(fake_port), "--tokens", "8"]
-        fake = spawn("fake", fake_args, child_env({}), logs, fake_port)
+        fake = spawn_orchestra("fake", ["fake-openai", "--tokens", "8"], child_env({}), logs)
         procs.append(fake)
         cluster = Cluster(
             fake,
             [],
-            schema,
+            str(settings["database_schema"]),
             master_key,
             root,
             settings,
@@ -162,5 +161,3 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     finally:
         for proc in reversed(procs):
             proc.stop()
-        asyncio.run(_drop_schema(schema))
-        _flush_redis_db_12()

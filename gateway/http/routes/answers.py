@@ -16,14 +16,9 @@ from fastapi.responses import JSONResponse, Response
 
 from gateway.core.errors import InvalidRequest
 from gateway.http.deps import authenticate_app, resources_of
-from gateway.http.schemas import (
-    AskDelta,
-    AskDone,
-    ErrorDetail,
-    error_responses,
-    inline_schema,
-    sse_content,
-)
+from gateway.http.schemas.ask import AskStreamEvent
+from gateway.http.schemas.errors import error_responses
+from gateway.http.schemas.openapi import sse_content
 from gateway.http.streaming import AnswerReader
 from gateway.services.answer_streams import LiveAnswer
 
@@ -38,11 +33,7 @@ EVENTS_OPERATION: dict[str, Any] = {
             "description": "The events after the given id, then the live answer.",
             "content": {
                 "text/event-stream": sse_content(
-                    {
-                        "delta": inline_schema(AskDelta),
-                        "done": inline_schema(AskDone),
-                        "error": inline_schema(ErrorDetail),
-                    },
+                    AskStreamEvent,
                     description="The rest of the answer: `delta` events, then one `done` or "
                     "`error` event; each with its `id`.",
                 )

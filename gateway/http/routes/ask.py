@@ -14,7 +14,7 @@ from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.json_response import FastJSONResponse
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
-from gateway.http.schemas import ASK_OPERATION, AskRequest
+from gateway.http.schemas.ask import ASK_OPERATION, AskRequest
 from gateway.http.streaming import AnswerReader
 from gateway.services.answer_streams import Encoder, ErrorEncoder
 from gateway.services.ask import Answer, AnswerEvent, AskInput, CallMeta, Delta, Done

@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse, Response
 from gateway.core.errors import ConfigurationError
 from gateway.flows.protocol import ThreadStore
 from gateway.http.deps import authenticate_app, resources_of
-from gateway.http.schemas import Conversation, error_responses
+from gateway.http.schemas.conversations import Conversation
+from gateway.http.schemas.errors import error_responses
 from gateway.services import conversations
 
 router = APIRouter()

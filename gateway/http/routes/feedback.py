@@ -11,7 +11,9 @@ from fastapi.responses import Response
 
 from gateway.http.body import parse_model, read_body
 from gateway.http.deps import authenticate_app, resources_of
-from gateway.http.schemas import FeedbackRequest, error_responses, json_request_body
+from gateway.http.schemas.errors import error_responses
+from gateway.http.schemas.feedback import FeedbackRequest
+from gateway.http.schemas.openapi import json_request_body
 from gateway.services import feedback
 
 router = APIRouter()

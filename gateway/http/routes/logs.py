@@ -15,14 +15,9 @@ from gateway.core.errors import Forbidden, InvalidRequest, NotFound
 from gateway.http import sse
 from gateway.http.deps import authenticate_app, is_admin, resources_of
 from gateway.http.resources import Resources
-from gateway.http.schemas import (
-    URI_TOO_LONG,
-    LogPage,
-    LogRecord,
-    error_responses,
-    inline_schema,
-    sse_content,
-)
+from gateway.http.schemas.errors import URI_TOO_LONG, error_responses
+from gateway.http.schemas.logs import LogPage, LogRecordEvent
+from gateway.http.schemas.openapi import sse_content
 from gateway.http.streaming import EventStream
 from gateway.services import apps as app_service
 from gateway.services import logs as log_service
@@ -135,7 +130,7 @@ def _limit(value: str | None, *, minimum: int = 1) -> int:
             "description": "A page of records, newest first; with `follow`, an SSE stream.",
             "content": {
                 "text/event-stream": sse_content(
-                    {EVENT_RECORD: inline_schema(LogRecord)},
+                    LogRecordEvent,
                     description="One `record` event per record, oldest first, never ending.",
                 )
             },

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.core.errors import Unauthenticated
 from gateway.http.deps import bearer, resources_of
-from gateway.http.schemas import error_responses
+from gateway.http.schemas.errors import error_responses
 
 router = APIRouter()
 

@@ -23,11 +23,10 @@ from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.json_response import FastJSONResponse
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
-from gateway.http.schemas_v1 import (
-    EMBEDDINGS_OPERATION,
+from gateway.http.schemas.embeddings import EMBEDDINGS_OPERATION, EmbeddingsRequest
+from gateway.http.schemas.responses import (
     RESPONSES_OPERATION,
     STORED_RESPONSE_OPERATION,
-    EmbeddingsRequest,
     ResponsesRequest,
 )
 from gateway.http.streaming import AnswerReader

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 
 from gateway.http.body import parse_model, read_body
 from gateway.http.deps import authenticate_app, resources_of
-from gateway.http.schemas import SessionRequest, SessionResponse, error_responses
+from gateway.http.schemas.errors import error_responses
+from gateway.http.schemas.sessions import SessionRequest, SessionResponse
 from gateway.services import sessions
 from gateway.services.auth_epochs import Announcer
 

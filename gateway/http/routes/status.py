@@ -14,7 +14,7 @@ from gateway.core.errors import GatewayError
 from gateway.core.quota_policy import LIMIT_BUDGET, MICROS, SCOPE_APP, SCOPE_USER, LimitState
 from gateway.http.deps import authenticate_app, bearer, resources_of
 from gateway.http.ratelimit import headers_for
-from gateway.http.schemas import StatusBody
+from gateway.http.schemas.status import StatusBody
 from gateway.services import quotas
 
 router = APIRouter()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import re
-import socket
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,9 +11,9 @@ from typing import Any
 
 import httpx
 import openai
-import uvicorn
 
 from gateway.fakes.openai_server import FakeOpenAIConfig, create_app
+from tests.support.threaded_uvicorn import serving_in_thread
 
 KEY = "sk-test-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -47,32 +44,9 @@ class Fake:
 @contextmanager
 def running_fake(config: FakeOpenAIConfig) -> Iterator[Fake]:
     """A real uvicorn server for ``config`` on a free port, in a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config),
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):
-            if server.started or not thread.is_alive():
-                break
-            time.sleep(0.01)
-        assert server.started, "the fake did not start"
+    app = create_app(config)
+    with serving_in_thread(app, access_log=False, lifespan="on") as port:
         yield Fake(f"http://127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
 
 
 def chat_body(content: str = "Hello there", /, **extra: Any) -> dict[str, Any]:

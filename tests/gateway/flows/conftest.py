@@ -22,25 +22,19 @@ from gateway.flows.runner import Runner, RunnerSettings
 from gateway.services import apps as app_service
 from tests.gateway.flows.doubles import ScriptedUpstream, WordModerator, request
 from tests.gateway.http.conftest import (
-    FAST_FAKE_TOKENS,
-    SLOW_FAKE_TOKEN_MS,
     AppHandle,
     Apps,
     Fake,
     Gateway,
     Servers,
     apps,
-    child_env,
     client,
     fake,
-    free_port,
     gateway,
     issued_secrets,
     poll,
-    run_cli,
-    running_gateway,
     slow_fake,
-    spawn,
+    start_servers,
 )
 
 __all__ = ["apps", "client", "fake", "gateway", "issued_secrets", "slow_fake"]
@@ -54,33 +48,8 @@ IN_PROCESS_BUDGET = 1000
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     root = tmp_path_factory.mktemp("flows")
-    logs, home = root / "logs", root / "home"
-    started = []
-    try:
-        fast = spawn(
-            "fake",
-            ["fake-openai", "--tokens", str(FAST_FAKE_TOKENS)],
-            child_env({}),
-            logs,
-            free_port(),
-        )
-        started.append(fast)
-        slow = spawn(
-            "slow-fake",
-            ["fake-openai", "--token-ms", str(SLOW_FAKE_TOKEN_MS)],
-            child_env({}),
-            logs,
-            free_port(),
-        )
-        started.append(slow)
-        run_cli(["init"], child_env({"home": home}))
-        with running_gateway(home, logs, conversation_token_budget=TOKEN_BUDGET) as gw:
-            for server in (fast, slow):
-                server.wait_ready("/_fake/health")
-            yield Servers(Fake(fast), Fake(slow), gw)
-    finally:
-        for server in started:
-            server.stop()
+    with start_servers(root, conversation_token_budget=TOKEN_BUDGET) as started:
+        yield started
 
 
 async def set_workflow(gw: Gateway, app: AppHandle, workflow: str) -> None:

@@ -382,11 +382,7 @@ async def test_threads_survive_a_gateway_restart(tmp_path: Path, fake: Fake) -> 
 async def test_conversations_on_postgresql(
     tmp_path: Path, fake: Fake, postgres_schema: PostgresSchema
 ) -> None:
-    migrated = Database.open(POSTGRES_URL, schema=postgres_schema.name)
-    try:
-        await migrated.upgrade()
-    finally:
-        await migrated.close()
+    await postgres_schema.migrate()
     settings = {
         "database_url": POSTGRES_URL,
         "database_schema": postgres_schema.name,

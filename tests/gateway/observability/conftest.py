@@ -15,7 +15,6 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,14 +26,13 @@ from tests.gateway.http.conftest import (
     Apps,
     Fake,
     Gateway,
-    Server,
-    child_env,
-    free_port,
     gateway_settings,
+    init_home,
     poll,
-    run_cli,
-    spawn,
+    spawn_fake,
+    spawn_gateway,
 )
+from tests.support.processes import stopping, wait_http
 
 METRICS_TOKEN = "mtk_" + secrets.token_urlsafe(24)
 
@@ -48,19 +46,14 @@ class Stack:
     locked: Gateway
 
 
-def _gateway(server: Server, home: Path, settings: dict[str, object]) -> Gateway:
-    return Gateway(server, home, child_env(settings), f"sqlite+aiosqlite:///{home}/orchestra.db")
-
-
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("observability")
     logs, home = root / "logs", root / "home"
-    started: list[Server] = []
-    try:
-        fake = spawn("fake", ["fake-openai", "--tokens", "8"], child_env({}), logs, free_port())
+    with stopping() as started:
+        fake = spawn_fake("fake", logs, "--tokens", "8")
         started.append(fake)
-        run_cli(["init"], child_env({"home": home}))
+        init_home(home)
         open_settings = gateway_settings(home)
         # Not the short timeouts: its traffic must not fail (a workflow's first run loads it).
         locked_settings = gateway_settings(
@@ -70,21 +63,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             first_token_timeout_s=30,
             idle_timeout_s=30,
         )
-        main = spawn("gateway", ["serve"], child_env(open_settings), logs, free_port())
-        started.append(main)
-        locked = spawn("locked", ["serve"], child_env(locked_settings), logs, free_port())
-        started.append(locked)
+        main = spawn_gateway("gateway", open_settings, logs)
+        locked = spawn_gateway("locked", locked_settings, logs)
+        started += [main, locked]
         fake.wait_ready("/_fake/health")
-        main.wait_ready("/status")
-        locked.wait_ready("/status")
+        wait_http([main, locked], "/status")
         yield Stack(
             Fake(fake),
-            _gateway(main, home, open_settings),
-            _gateway(locked, home, locked_settings),
+            Gateway.on_sqlite(main, home, open_settings),
+            Gateway.on_sqlite(locked, home, locked_settings),
         )
-    finally:
-        for server in started:
-            server.stop()
 
 
 @pytest.fixture(scope="package")

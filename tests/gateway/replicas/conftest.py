@@ -14,15 +14,8 @@ Every wait is bounded, and every process started here is terminated (then killed
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +23,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 import redis
@@ -40,13 +32,34 @@ from gateway.services import apps as app_service
 from gateway.services import quotas as quota_service
 from gateway.services.views import QuotaLimits
 from gateway.storage.database import Database
+from tests.support import cli, polling
+from tests.support.databases import POSTGRES_URL, scratch_stores
+from tests.support.processes import (
+    ORCHESTRA,
+    Proc,
+    child_env,
+    free_port,
+    spawn,
+    spawn_orchestra,
+    wait_http,
+    wait_http_async,
+)
+
+# Re-exported: tests/deploy builds its topology from them.
+__all__ = [
+    "ORCHESTRA",
+    "POSTGRES_URL",
+    "Proc",
+    "child_env",
+    "free_port",
+    "spawn",
+    "wait_http",
+    "wait_http_async",
+]
 
 T = TypeVar("T")
 
-ORCHESTRA = Path(sys.executable).parent / "orchestra"
 REDIS_SERVER = "redis-server"
-POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 MODEL = "gpt-4o-mini"
 REPLICAS = 3
@@ -61,96 +74,8 @@ WAIT_TIMEOUT_S = 10.0
 # --- processes ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def child_env(settings: Mapping[str, object]) -> dict[str, str]:
-    """A minimal environment: nothing of the developer's ORCHESTRA_* leaks into a child."""
-    env = {"PATH": os.defpath, "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
-    env.update({f"ORCHESTRA_{name.upper()}": str(value) for name, value in settings.items()})
-    return env
-
-
-@dataclass
-class Proc:
-    """A child process (HTTP on ``url`` when it serves); its output goes to ``log``."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: the process gets no chance to clean anything up."""
-        if self.alive():
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-    def check_alive(self) -> None:
-        if not self.alive():
-            raise RuntimeError(
-                f"{self.name} exited with {self.process.returncode}:\n{self.output()[-4000:]}"
-            )
-
-
-def spawn(name: str, args: Sequence[str], env: Mapping[str, str], logs: Path, port: int) -> Proc:
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(list(args), env=dict(env), stdout=out, stderr=subprocess.STDOUT)
-    return Proc(name, process, log, port)
-
-
-def wait_http(procs: Sequence[Proc], path: str, *, timeout: float = START_TIMEOUT_S) -> None:
-    """Until every one of ``procs`` answers 200 on ``path`` (they start in parallel)."""
-    deadline = time.monotonic() + timeout
-    pending = list(procs)
-    with httpx.Client(timeout=1.0) as http:
-        while pending:
-            for proc in list(pending):
-                proc.check_alive()
-                with contextlib.suppress(httpx.TransportError):
-                    if http.get(f"{proc.url}{path}").status_code == 200:
-                        pending.remove(proc)
-            if pending and time.monotonic() > deadline:
-                names = ", ".join(p.name for p in pending)
-                raise RuntimeError(f"{names} did not answer {path} within {timeout} s")
-            time.sleep(0.05)
-
-
-async def wait_http_async(procs: Sequence[Proc], path: str) -> None:
-    await anyio.to_thread.run_sync(lambda: wait_http(procs, path))
-
-
 def run_cli(args: Sequence[str], env: Mapping[str, str], *, timeout: float = 60) -> str:
-    result = subprocess.run(
-        [str(ORCHESTRA), *args], env=dict(env), capture_output=True, timeout=timeout, check=False
-    )
-    assert result.returncode == 0, f"orchestra {args}: {result.stdout!r} {result.stderr!r}"
-    return result.stdout.decode()
+    return cli.run_cli(args, env, timeout=timeout)
 
 
 # --- a Redis server of our own --------------------------------------------------------------
@@ -275,27 +200,6 @@ class Cluster:
         return Spread([g.url for g in (gateways or self.gateways)])
 
 
-async def _create_schema(name: str) -> None:
-    connection = await asyncpg.connect(POSTGRES_DSN)
-    try:
-        await connection.execute(f'CREATE SCHEMA "{name}"')
-    finally:
-        await connection.close()
-
-
-async def _drop_schema(name: str) -> None:
-    connection = await asyncpg.connect(POSTGRES_DSN)
-    try:
-        await connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        await connection.close()
-
-
-def _flush_redis_db_12() -> None:
-    with redis.Redis.from_url(REDIS_URL, socket_timeout=5) as client:
-        client.flushdb()
-
-
 @pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The fake and three replicas, ready; a spare replica and a Redis-down pair, starting.
@@ -304,8 +208,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     while the first tests run, and the tests that use them wait for them.
     """
     root = tmp_path_factory.mktemp("replicas")
+    with scratch_stores(REDIS_URL) as schema:
+        yield from _start_cluster(root, schema)
+
+
+def _start_cluster(root: Path, schema: str) -> Iterator[Cluster]:
     logs = root / "logs"
-    schema = "t_" + secrets.token_hex(6)
     master_key = generate_master_key()
     settings: dict[str, object] = {
         "home": root / "home",
@@ -319,20 +227,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "auth_cache_ttl_s": 0.5,
         "log_format": "json",
     }
-    _flush_redis_db_12()
-    asyncio.run(_create_schema(schema))
     procs: list[Proc] = []
     own_redis = RedisServer(free_port(), logs)
     try:
         run_cli(["init"], child_env(settings))
-        fake_port = free_port()
-        fake = spawn(
-            "fake",
-            [str(ORCHESTRA), "fake-openai", "--port", str(fake_port), "--tokens", "8"],
-            child_env({}),
-            logs,
-            fake_port,
-        )
+        fake = spawn_orchestra("fake", ["fake-openai", "--tokens", "8"], child_env({}), logs)
         procs.append(fake)
         own_redis.start()
         cluster = Cluster(fake, [], schema, master_key, root, settings, own_redis=own_redis)
@@ -360,8 +259,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for proc in procs:
             proc.stop()
         own_redis.stop()
-        asyncio.run(_drop_schema(schema))
-        _flush_redis_db_12()
 
 
 # --- clients --------------------------------------------------------------------------------
@@ -481,15 +378,8 @@ async def poll(
     timeout: float = WAIT_TIMEOUT_S,
     interval: float = 0.05,
 ) -> T:
-    """Call ``get`` until ``done(result)``; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await get()
-        if done(result):
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"still not there after {timeout} s: {result!r}")
-        await anyio.sleep(interval)
+    """``tests.support.polling.poll`` with this folder's longer wait."""
+    return await polling.poll(get, done, timeout=timeout, interval=interval)
 
 
 async def records_of(

@@ -22,7 +22,6 @@ from gateway.services import apps as app_service
 from gateway.services import tokens as token_service
 from gateway.services.views import TokenInfo
 from tests.gateway.replicas.conftest import (
-    ORCHESTRA,
     AppHandle,
     Cluster,
     Proc,
@@ -31,13 +30,9 @@ from tests.gateway.replicas.conftest import (
     wait_http_async,
 )
 from tests.gateway.replicas.traffic import BOUND_S, WATCH_S, Traffic, clients_for
+from tests.support.cli import run_cli_async
 
 pytestmark = pytest.mark.anyio
-
-
-async def run_cli(args: Sequence[str], env: Mapping[str, str]) -> None:
-    result = await anyio.run_process([str(ORCHESTRA), *args], env=dict(env), check=False)
-    assert result.returncode == 0, (args, result.stdout, result.stderr)
 
 
 async def change_under_traffic(
@@ -51,7 +46,7 @@ async def change_under_traffic(
             for _ in range(2):
                 tasks.start_soon(one.drive, client, app, stop)
         await anyio.sleep(1.0)
-        await run_cli(command, env)
+        await run_cli_async(command, env)
         await anyio.sleep(WATCH_S)
         stop.set()
     return traffic
@@ -148,7 +143,7 @@ async def test_a_burst_2_s_after_a_revocation_gets_no_answer_from_any_replica(
     async with clients_for(cluster.gateways) as clients:
         for client in clients:
             assert (await ask(client, app, "warm [tokens:1]", stream=False)).status == 200
-        await run_cli(["tokens", "revoke", token_id], cluster.env)
+        await run_cli_async(["tokens", "revoke", token_id], cluster.env)
         await anyio.sleep(max(0.0, await revoked_at(cluster, app) + BOUND_S - time.time()))
         statuses: list[int] = []
 

@@ -27,29 +27,25 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import typer.main
 from click.testing import CliRunner
 
 from gateway.security.keyring import generate_master_key
-from gateway.services import apps as app_service
-from gateway.services import quotas as quota_service
 from gateway.services.views import QuotaLimits
 from tests.gateway.http.conftest import (
-    MODEL,
     AppHandle,
     Fake,
     Gateway,
-    Server,
     SSEEvent,
-    child_env,
-    free_port,
-    parse_block,
+    init_home,
     poll,
-    run_cli,
     running_gateway,
-    spawn,
+    spawn_fake,
 )
 from tests.gateway.upstream.raw_server import FOLLOWUP_PROMPT
+from tests.support.apps import Apps
+from tests.support.cli import click_command
+from tests.support.processes import stopping, wait_http
+from tests.support.sse import read_until_cut
 
 MASTER_KEY = generate_master_key()
 FIRST_TOKEN_TIMEOUT_S = 1.5
@@ -114,27 +110,16 @@ class Processes:
     logs: Path
 
 
-def init_home(home: Path, **settings: object) -> None:
-    run_cli(["init"], child_env({"home": home, **settings}))
-
-
 @pytest.fixture(scope="session")
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
     root = tmp_path_factory.mktemp("resilience")
     logs, home = root / "logs", root / "home"
-    started: list[Server] = []
-    try:
-        for name in ("r-fake", "r-flaky"):
-            args = ["fake-openai", "--tokens", str(FAKE_TOKENS)]
-            started.append(spawn(name, args, child_env({}), logs, free_port()))
+    with stopping() as fakes:
+        fakes += [spawn_fake(n, logs, "--tokens", str(FAKE_TOKENS)) for n in ("r-fake", "r-flaky")]
         init_home(home, master_key=MASTER_KEY)
         with running_gateway(home, logs, name="r-gateway", **SETTINGS) as gateway:
-            for server in started:
-                server.wait_ready("/_fake/health")
-            yield Processes(Fake(started[0]), Fake(started[1]), gateway, logs)
-    finally:
-        for server in started:
-            server.stop()
+            wait_http(fakes, "/_fake/health")
+            yield Processes(Fake(fakes[0]), Fake(fakes[1]), gateway, logs)
 
 
 @pytest.fixture(scope="session")
@@ -175,71 +160,37 @@ async def client(r_gateway: Gateway) -> Any:
 
 @dataclass
 class Tenants:
-    """Registers apps in-process on a gateway's database (what `orchestra apps add` calls)."""
+    """``Apps`` with this suite's defaults: a quota brings a small ``max_output_tokens``, and
+    every secret handed out is also recorded in ISSUED (for the canary scan)."""
 
     gateway: Gateway
     default_fake: Fake | None
     prefix: str
     secrets: set[str] = field(default_factory=set)
-    count: int = 0
+
+    def __post_init__(self) -> None:
+        self._apps = Apps(self.gateway, self.default_fake, self.secrets, self.prefix)
 
     async def add(
         self,
         fake: Fake | None = None,
         *,
-        base_url: str | None = None,
-        model: str | None = None,
-        allow_models: tuple[str, ...] = (),
-        fallback_models: tuple[str, ...] | None = None,
-        workflow: str | None = None,
-        origins: tuple[str, ...] = (),
-        log_content: str | None = None,
-        max_output_tokens: int | None = None,
         quota: QuotaLimits | None = None,
+        max_output_tokens: int | None = None,
         provider_key: str | None = None,
+        **options: Any,
     ) -> AppHandle:
-        self.count += 1
-        name = f"{self.prefix}-{self.count}-{int(time.time() * 1000) % 100000}"
-        if base_url is None:
-            fake = fake or self.default_fake
-            assert fake is not None
-            base_url = fake.base_url
-        key = provider_key or f"sk-test-{name}-{time.monotonic_ns()}"
         if quota is not None and max_output_tokens is None:
             max_output_tokens = QUOTA_MAX_OUTPUT
-        changes = app_service.AppChanges(
-            origins=origins,
-            model=model,
-            allowed_models=allow_models,
-            base_url=base_url,
+        app = await self._apps.add(
+            fake,
+            quota=quota,
             max_output_tokens=max_output_tokens,
-            log_content=log_content,
-            workflow=workflow,
-            fallback_models=fallback_models,
+            provider_key=provider_key or "",
+            **options,
         )
-        defaults = app_service.AppDefaults(
-            model=MODEL, base_url="http://127.0.0.1:9/v1", max_output_tokens=1024
-        )
-        keyring = self.gateway.keyring()
-
-        async def register(db: Any) -> Any:
-            registered = await app_service.register_app(
-                db, keyring, name=name, changes=changes, defaults=defaults, provider_key=key
-            )
-            if quota is not None:
-                await quota_service.set_quota(db, app_name=name, changes=quota)
-            return registered
-
-        registered = await self.gateway.with_database(register)
-        self.secrets.update({registered.token.secret, key})
-        ISSUED.update({registered.token.secret, key})
-        return AppHandle(
-            name=name,
-            id=registered.app.id,
-            token=registered.token.secret,
-            token_id=registered.token.info.id,
-            provider_key=key,
-        )
+        ISSUED.update(self.secrets)
+        return app
 
 
 def _slug(node: pytest.Item | Any) -> str:
@@ -343,17 +294,7 @@ async def call(
         "POST", path, json=body, headers={**auth, **(headers or {})}
     ) as response:
         if response.headers.get("content-type", "").startswith("text/event-stream"):
-            buffer = ""
-            try:
-                async for text in response.aiter_text():
-                    buffer += text
-                    while "\n\n" in buffer:
-                        block, buffer = buffer.split("\n\n", 1)
-                        events.append(parse_block(block, time.perf_counter()))
-            except httpx.HTTPError as exc:
-                cut = f"{type(exc).__name__}: {exc}"
-            if buffer and cut is None:
-                cut = f"bytes after the last event: {buffer!r}"
+            events, cut = await read_until_cut(response)
             payload: Any = None
         else:
             await response.aread()
@@ -446,14 +387,6 @@ class CliRun:
     err: str
 
 
-@functools.cache
-def _click_command() -> Any:
-    # Typer rebuilds the Click tree on each invoke (~0.1 s); once is enough.
-    from cli.main import app
-
-    return typer.main.get_command(app)
-
-
 def orchestra_cli(
     gateway: Gateway, *args: str, input: str | None = None, **settings: str
 ) -> CliRun:
@@ -472,7 +405,7 @@ def orchestra_cli(
             warnings.filterwarnings(
                 "ignore", message=r"\s*.*session\.exec\(\)", category=DeprecationWarning
             )
-            return CliRunner().invoke(_click_command(), list(args), input=input, env=env)
+            return CliRunner().invoke(click_command(), list(args), input=input, env=env)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         result = pool.submit(invoke).result(timeout=60)

@@ -18,63 +18,17 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
-from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
 
-from gateway.security.keyring import generate_master_key
-from gateway.storage.database import Database
-from tests.conftest import POSTGRES_URL, PostgresSchema
-from tests.gateway.http.conftest import Fake, Gateway, poll, serving_gateway
+from tests.conftest import PostgresSchema
+from tests.gateway.http.conftest import Fake, Gateway, gateway_via_proxy, poll
 from tests.gateway.resilience.conftest import Tenants, call
+from tests.support.databases import POSTGRES_DSN
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
-POSTGRES_PORT = 5432
-POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 WORKERS = 4
 OUTAGE_S = 2.0
-
-
-@dataclass
-class Relay:
-    port: int
-    scope: anyio.CancelScope
-
-    def stop(self) -> None:
-        self.scope.cancel()
-
-
-async def _pipe(source: SocketStream, sink: SocketStream, done: anyio.CancelScope) -> None:
-    try:
-        async for chunk in source:
-            await sink.send(chunk)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        pass
-    finally:
-        done.cancel()
-
-
-async def _relay_one(client: SocketStream) -> None:
-    async with client:
-        try:
-            server = await anyio.connect_tcp("127.0.0.1", POSTGRES_PORT)
-        except OSError:
-            return
-        async with server, anyio.create_task_group() as pipes:
-            pipes.start_soon(_pipe, client, server, pipes.cancel_scope)
-            pipes.start_soon(_pipe, server, client, pipes.cancel_scope)
-
-
-async def _serve(port: int, *, task_status: TaskStatus[Relay]) -> None:
-    with anyio.CancelScope() as scope:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
-        async with listener:
-            task_status.started(Relay(listener.extra(SocketAttribute.local_port), scope))
-            await listener.serve(_relay_one)
-
-
-async def start_relay(tasks: TaskGroup, port: int = 0) -> Relay:
-    relay: Relay = await tasks.start(_serve, port)
-    return relay
 
 
 @dataclass
@@ -126,27 +80,16 @@ async def _records(schema: str) -> Counter[str]:
 async def test_a_database_outage_during_load_loses_and_duplicates_no_record(
     tmp_path: Path, postgres_schema: PostgresSchema, fake: Fake
 ) -> None:
-    migrated = Database.open(POSTGRES_URL, schema=postgres_schema.name)
-    try:
-        await migrated.upgrade()
-    finally:
-        await migrated.close()
     load = Load()
-    async with anyio.create_task_group() as relays:
-        relay = await start_relay(relays)
-        async with serving_gateway(
-            tmp_path / "home",
-            tmp_path / "logs",
-            name="pg-outage-gateway",
-            database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{relay.port}/test",
-            database_schema=postgres_schema.name,
-            master_key=generate_master_key(),
-            auth_cache_ttl_s=60,  # tokens seen before the outage stay trusted through it
-            upstream_attempts=1,
-            first_token_timeout_s=10,  # not a timeout test: a loaded machine must not matter
-        ) as gateway:
-            relay = await _run(gateway, relays, relay, load, fake)
-        relays.cancel_scope.cancel()
+    async with gateway_via_proxy(
+        tmp_path,
+        postgres_schema,
+        name="pg-outage-gateway",
+        auth_cache_ttl_s=60,  # tokens seen before the outage stay trusted through it
+        upstream_attempts=1,
+        first_token_timeout_s=10,  # not a timeout test: a loaded machine must not matter
+    ) as (gateway, relay):
+        await _run(gateway, relay, load, fake)
 
     wanted = [s.request_id for s in load.sent]
     by_phase = Counter((s.phase, s.outcome) for s in load.sent)
@@ -168,7 +111,7 @@ async def test_a_database_outage_during_load_loses_and_duplicates_no_record(
     assert not duplicated, f"{len(duplicated)} requests have several records: {summary}"
 
 
-async def _run(gateway: Gateway, relays: TaskGroup, relay: Relay, load: Load, fake: Fake) -> Relay:
+async def _run(gateway: Gateway, relay: TcpProxy, load: Load, fake: Fake) -> None:
     tenants = Tenants(gateway, fake, "pg-outage")
     app = await tenants.add()
     unseen = await tenants.add()  # its token is first presented during the outage
@@ -192,7 +135,7 @@ async def _run(gateway: Gateway, relays: TaskGroup, relay: Relay, load: Load, fa
                 load.sent.append(Sent("outage", refused.request_id, refused.assert_typed_end()))
             await anyio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))
 
-            relay = await start_relay(relays, relay.port)  # it is back, same address
+            await relay.start()  # it is back, same address
             up = await poll(lambda: http.get("/status"), lambda r: r.status_code == 200, timeout=10)
             assert up.json()["checks"]["database"] == "ok"
             load.phase = "after"
@@ -206,7 +149,6 @@ async def _run(gateway: Gateway, relays: TaskGroup, relay: Relay, load: Load, fa
             timeout=10,
             interval=0.2,
         )
-    return relay
 
 
 async def _stored_ids(gateway: Gateway) -> set[str]:

@@ -18,19 +18,16 @@ import anyio
 import httpx
 import pytest
 
-from gateway.security.keyring import generate_master_key
-from gateway.storage.database import Database
 from tests.conftest import POSTGRES_URL, PostgresSchema
 from tests.gateway.http.conftest import (
     ORCHESTRA,
     AppHandle,
     Fake,
     Gateway,
+    gateway_via_proxy,
     poll,
-    serving_gateway,
 )
 from tests.gateway.resilience.conftest import Tenants, call
-from tests.gateway.resilience.test_database_outage import start_relay
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -55,42 +52,31 @@ async def revoke_directly(gateway: Gateway, token_id: str) -> None:
 async def test_a_revoked_token_is_never_served_while_the_database_is_down(
     tmp_path: Path, postgres_schema: PostgresSchema, fake: Fake
 ) -> None:
-    migrated = Database.open(POSTGRES_URL, schema=postgres_schema.name)
-    try:
-        await migrated.upgrade()
-    finally:
-        await migrated.close()
-    async with anyio.create_task_group() as relays:
-        relay = await start_relay(relays)
-        async with serving_gateway(
-            tmp_path / "home",
-            tmp_path / "logs",
-            name="revoke-outage-gateway",
-            database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{relay.port}/test",
-            database_schema=postgres_schema.name,
-            master_key=generate_master_key(),
-            redis_url=REDIS_URL,
-            auth_cache_ttl_s=0.5,  # the valid token is served *stale* through the outage
-            upstream_attempts=1,
-            first_token_timeout_s=10,
-        ) as gateway:
-            tenants = Tenants(gateway, fake, "revoke-outage")
-            kept, revoked = await tenants.add(), await tenants.add()
-            async with gateway.client(timeout=15) as http:
-                assert await outcome(http, kept) == "json"
-                assert await outcome(http, revoked) == "json"
-                relay.stop()  # the database goes away, for the gateway only
-                await revoke_directly(gateway, revoked.token_id)
-                seen: dict[str, Counter[str]] = {"kept": Counter(), "revoked": Counter()}
-                with anyio.move_on_after(OUTAGE_S):
-                    while True:
-                        seen["kept"][await outcome(http, kept)] += 1
-                        seen["revoked"][await outcome(http, revoked)] += 1
-                relay = await start_relay(relays, relay.port)
-                await poll(lambda: http.get("/status"), lambda r: r.status_code == 200, timeout=10)
-                after = Counter([await outcome(http, revoked) for _ in range(3)])
-                after_kept = await outcome(http, kept)
-        relays.cancel_scope.cancel()
+    async with gateway_via_proxy(
+        tmp_path,
+        postgres_schema,
+        name="revoke-outage-gateway",
+        redis_url=REDIS_URL,
+        auth_cache_ttl_s=0.5,  # the valid token is served *stale* through the outage
+        upstream_attempts=1,
+        first_token_timeout_s=10,
+    ) as (gateway, relay):
+        tenants = Tenants(gateway, fake, "revoke-outage")
+        kept, revoked = await tenants.add(), await tenants.add()
+        async with gateway.client(timeout=15) as http:
+            assert await outcome(http, kept) == "json"
+            assert await outcome(http, revoked) == "json"
+            relay.stop()  # the database goes away, for the gateway only
+            await revoke_directly(gateway, revoked.token_id)
+            seen: dict[str, Counter[str]] = {"kept": Counter(), "revoked": Counter()}
+            with anyio.move_on_after(OUTAGE_S):
+                while True:
+                    seen["kept"][await outcome(http, kept)] += 1
+                    seen["revoked"][await outcome(http, revoked)] += 1
+            await relay.start()
+            await poll(lambda: http.get("/status"), lambda r: r.status_code == 200, timeout=10)
+            after = Counter([await outcome(http, revoked) for _ in range(3)])
+            after_kept = await outcome(http, kept)
     assert set(seen["kept"]) == {"json"}, seen
     assert set(seen["revoked"]) == {"http:503:storage_unavailable"}, seen
     assert after == {"http:401:invalid_token": 3}, after

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import itertools
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from gateway.server.head_limits import HeadCounter, HeadLimits, http_protocol
+from tests.support.threaded_uvicorn import serving_in_thread
 
 LIMITS = HeadLimits(max_header_bytes=1024, max_headers=10, max_request_line_bytes=256)
 IMPLEMENTATIONS = ["httptools", "h11"]
@@ -40,32 +39,13 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture(scope="module", params=IMPLEMENTATIONS)
 def port(request: pytest.FixtureRequest) -> Iterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            echo_app,
-            http=http_protocol(LIMITS, request.param),
-            h11_max_incomplete_event_size=LIMITS.max_header_bytes,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):
-            if server.started or not thread.is_alive():
-                break
-            time.sleep(0.01)
-        assert server.started
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
+    with serving_in_thread(
+        echo_app,
+        http=http_protocol(LIMITS, request.param),
+        h11_max_incomplete_event_size=LIMITS.max_header_bytes,
+        lifespan="off",
+    ) as served:
+        yield served
 
 
 def _answers(port: int, *pieces: bytes, expected: int = 1) -> list[tuple[int, bytes]]:
