@@ -1,8 +1,8 @@
-"""OpenAI-compatible upstream over the gateway's own pooled HTTP/1.1 client (wire.py).
+"""OpenAI-compatible upstream over the gateway's own pooled HTTP/1.1 client (upstream/wire/).
 
 Not the SDK on the hot path: it builds pydantic models for every chunk, which costs more than
 the rest of the gateway together, and hides the raw bytes the /v1 routes forward; not httpx
-either (see wire.py). Every transport error is translated here, at the boundary, into the
+either (see upstream/wire/). Every transport error is translated here, at the boundary, into the
 ``UpstreamError`` tree; nothing from the transport leaks upward.
 """
 
