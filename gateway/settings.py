@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -112,6 +112,15 @@ class Settings(BaseSettings):
 
     # Streaming: a `: ping` comment while the upstream is silent.
     ping_interval_s: float = Field(default=15.0, gt=0)
+    # Resumable answers (`GET /ask/{id}/events`). When the last reader of an answer leaves, it
+    # keeps being generated this long for a reader to come back; then the upstream is cancelled
+    # (0: at once). An ended answer can be replayed this long after its end (then 410).
+    stream_detach_grace_s: float = Field(default=30.0, ge=0, le=3600)
+    stream_retention_s: float = Field(default=300.0, gt=0, le=86_400)
+    # The events kept per answer for replay (the oldest are dropped past it), and for all
+    # answers of this process together: past that, ended answers are evicted oldest first.
+    stream_buffer_max_bytes: int = Field(default=1_048_576, ge=1024)
+    stream_memory_max_bytes: int = Field(default=268_435_456, ge=1024)
     # How long an authenticated token is trusted before it is looked up again.
     auth_cache_ttl_s: float = Field(default=1.0, ge=0)
     # How often each gateway process reads the auth epochs of the apps it has cached: a revoked
@@ -166,6 +175,15 @@ class Settings(BaseSettings):
 
     # Built Angular demo to serve at `/` (optional).
     ui_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _stream_bounds(self) -> Settings:
+        if self.stream_buffer_max_bytes > self.stream_memory_max_bytes:
+            raise ValueError(
+                "stream_buffer_max_bytes must not exceed stream_memory_max_bytes "
+                "(one answer's events must fit in the memory for all of them)."
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -174,6 +174,20 @@ class ShuttingDown(GatewayError):
     retryable = True
 
 
+class StreamExpired(GatewayError):
+    """The answer ended longer ago than the retention window (or its events were dropped)."""
+
+    code = "stream_expired"
+    http_status = 410
+
+
+class Cancelled(GatewayError):
+    """The answer was stopped on request (``POST /ask/{id}/cancel``)."""
+
+    code = "cancelled"
+    http_status = 499
+
+
 class ConfigurationError(GatewayError):
     code = "configuration_error"
     http_status = 500

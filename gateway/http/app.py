@@ -11,6 +11,7 @@ from gateway.http.hot_routes import HotRoutes
 from gateway.http.lifespan import lifespan_for
 from gateway.http.middleware import GatewayMiddleware
 from gateway.http.routes import (
+    answers,
     ask,
     conversations,
     feedback,
@@ -49,6 +50,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(ask.router)
+    app.include_router(answers.router)
     app.include_router(openai_compat.router)
     app.include_router(responses.router)
     app.include_router(status.router)

@@ -16,7 +16,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive
 
-from gateway.core.errors import GatewayError, RequestTooLarge, ShuttingDown
+from gateway.core.errors import GatewayError, RequestTooLarge
 from gateway.http.resources import Resources
 from gateway.http.streaming import ClientDisconnected, ClientWatch
 from gateway.services.ask import Answer, CallMeta, outcome_of
@@ -72,9 +72,9 @@ class Call:
         self.watch = ClientWatch(receive)
         return self.watch
 
-    def hand_over_watch(self) -> ClientWatch:
-        """The watch, now owned (and closed) by the streamed response."""
-        watch, self.watch = self.watch, None
+    def hand_over(self) -> ClientWatch:
+        """The answer now belongs to its producer, the watch to the streamed response."""
+        watch, self.watch, self.answer = self.watch, None, None
         assert watch is not None
         return watch
 
@@ -107,10 +107,3 @@ async def handle_call(
     finally:
         if call.watch is not None:
             call.watch.close()
-
-
-def shutting_down(answer: Answer) -> ShuttingDown:
-    """The error a stream cut by the shutdown ends with (and is recorded with)."""
-    error = ShuttingDown("The gateway is restarting; the answer was cut. Retry it.")
-    answer.fail(error)
-    return error

@@ -24,6 +24,7 @@ from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import open_tracer
 from gateway.security.keyring import Keyring
 from gateway.security.master_key import resolve_master_keys
+from gateway.services.answer_streams import AnswerStreams
 from gateway.services.apps import workflows_in_use
 from gateway.services.auth_cache import AuthCache
 from gateway.services.auth_epochs import AuthEpochs
@@ -210,12 +211,21 @@ def lifespan_for(  # type: ignore[no-untyped-def]
             provider_keys=ProviderKeyCache(db, keyring, ttl=settings.auth_cache_ttl_s),
             drain=drain,
             started_at=time.time(),
+            streams=AnswerStreams(
+                grace_s=settings.stream_detach_grace_s,
+                retention_s=settings.stream_retention_s,
+                buffer_max_bytes=settings.stream_buffer_max_bytes,
+                memory_max_bytes=settings.stream_memory_max_bytes,
+                metrics=metrics,
+                on_drain=drain.on_due,
+            ),
             workflows=workflows,
             tracer=tracer,
         )
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(recorder.run)
+                await tasks.start(app.state.resources.streams.run)  # hosts the answers
                 await tasks.start(workflows.run)
                 tasks.start_soon(watch_dependencies, app.state.resources)
                 tasks.start_soon(limiter.leases.run)  # keeps live answers' quota leases

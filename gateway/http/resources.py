@@ -10,6 +10,7 @@ from gateway.http.shutdown import Drain
 from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import CallTracer
 from gateway.security.keyring import Keyring
+from gateway.services.answer_streams import AnswerStreams
 from gateway.services.ask import AskDeps
 from gateway.services.auth_cache import AuthCache
 from gateway.services.interactions import InteractionRecorder
@@ -41,6 +42,8 @@ class Resources:
     provider_keys: ProviderKeyCache
     drain: Drain
     started_at: float
+    #: The answers being streamed or kept for replay (resumable streams).
+    streams: AnswerStreams
     workflows: LazyWorkflows | None = None
     #: One span per call; None without an OTLP endpoint.
     tracer: CallTracer | None = None

@@ -434,6 +434,7 @@ _ERROR_DESCRIPTIONS = {
     403: "The app is disabled, the browser origin is not allowed, or the token may not do this "
     "(`app_disabled`, `origin_not_allowed`, `forbidden`).",
     404: "No such resource for this app (`not_found`).",
+    410: "The answer ended longer ago than its retention window (`stream_expired`).",
     413: "The body, the prompt, the messages or the metadata is too large (`request_too_large`).",
     422: "JSON that does not match the request schema (`invalid_request`).",
     429: "A quota is used up (`quota_exceeded`, with `Retry-After` and `RateLimit-*` headers), "

@@ -1,13 +1,13 @@
-"""An SSE response with a lifecycle: pings, disconnect detection and a shielded settle.
+"""An SSE response that reads an answer's event log, with pings and disconnect detection.
 
-Starlette's StreamingResponse only notices a disconnect when a send fails, so a silent
-upstream would keep running (and billing) after the browser left. Here one plain task per
-request (``ClientWatch``) waits for ``http.disconnect`` and cancels whatever the request is
-doing at that moment: the work before the response starts (``ClientWatch.run``: the peek, or a
-whole non-streamed answer, raising ``ClientDisconnected``) or the stream itself. The stream is
-written by the request's own task, event by event, with no hop through a channel: pings come
-from a timer, the shutdown's deadline from a callback, and both only cancel or nudge. Whatever
-ends the stream, ``settle`` runs shielded.
+The answer itself is produced elsewhere (``gateway.services.answer_streams``: one producer per
+answer, which settles and records it); this response is only one of its readers. Starlette's
+StreamingResponse only notices a disconnect when a send fails, so a reader of a silent answer
+would never learn that its client left. Here one plain task per request (``ClientWatch``)
+waits for ``http.disconnect`` and cancels whatever the request is doing at that moment: the
+work before the response starts (``ClientWatch.run``: the peek, or a whole non-streamed
+answer, raising ``ClientDisconnected``) or the following of the log. The reader then detaches,
+and the registry decides (grace, cancel). Pings come from a timer, not a task.
 
 Why not task groups: two per answer (four tasks) cost more CPU than the rest of the stream's
 bookkeeping; a cancel scope cancelled from a callback gives the same structured cancellation.
@@ -16,7 +16,7 @@ bookkeeping; a cancel scope cancelled from a callback gives the same structured 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TypeVar
 
@@ -26,8 +26,8 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.http.middleware import BODY_SEND
-from gateway.http.shutdown import Drain
 from gateway.http.sse import PING
+from gateway.services.answer_streams import AnswerStreams, LiveAnswer
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -82,32 +82,19 @@ class ClientWatch:
 
 
 class SSEResponse(Response):
+    """An event stream: pings while idle, the client's leaving cancels ``_write``."""
+
     media_type = "text/event-stream"
 
     def __init__(
         self,
-        body: AsyncIterator[bytes],
         *,
-        settle: Callable[[], Awaitable[None]],
         ping_interval: float,
         headers: Mapping[str, str] | None = None,
-        drain: Drain | None = None,
-        on_drain: Callable[[], bytes] | None = None,
         watch: ClientWatch | None = None,
-        more_ready: Callable[[], bool] | None = None,
-        finished: Callable[[], bool] | None = None,
     ) -> None:
-        self._body = body
-        self._settle = settle
         self._ping_interval = ping_interval
-        self._drain = drain
-        self._on_drain = on_drain
         self._watch = watch
-        #: True when the next event is already buffered: it joins this one in one write.
-        self._more_ready = more_ready
-        #: True once the body has produced its final event: it goes out with the body's end.
-        self._finished = finished
-        self._drained = False
         self._open = False
         self._pinger: asyncio.TimerHandle | None = None
         self._ping_task: asyncio.Task[None] | None = None
@@ -119,7 +106,6 @@ class SSEResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch = self._watch or ClientWatch(receive)
         loop = asyncio.get_running_loop()
-        stop_on_drain: Callable[[], None] | None = None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             # The start went through every wrapper; the body's many small messages skip the
@@ -128,56 +114,31 @@ class SSEResponse(Response):
             self._pinger = loop.call_later(self._ping_interval, self._ping_due, loop, send)
             self._open = True
             self._last_sent = loop.time()
-            with watch.guard() as guarded:
-                if self._drain is not None and self._on_drain is not None:
-                    stop_on_drain = self._drain.on_due(lambda: self._stop_drained(guarded))
+            with watch.guard():
                 await self._write(send, loop)
-            if self._drained and self._on_drain is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._end(send, self._on_drain())
         except (OSError, ClientDisconnect):
             pass  # the client went away while we were sending
         finally:
             self._open = False
             if self._pinger is not None:
                 self._pinger.cancel()
-            if stop_on_drain is not None:
-                stop_on_drain()
             watch.close()
             with anyio.CancelScope(shield=True):
-                close = getattr(self._body, "aclose", None)
-                if close is not None:
-                    await close()  # a generator stopped at a yield runs its cleanup now
-                await self._settle()
+                await self._close()
 
     async def _write(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
-        more_ready, finished = self._more_ready, self._finished
-        pending: list[bytes] = []
-        async for data in self._body:
-            if finished is not None and finished():
-                break  # the final event: sent with the end of the body, in one write
-            if more_ready is not None and more_ready():
-                # Events the upstream delivered together leave together: one syscall.
-                pending.append(data)
-                continue
-            if pending:
-                pending.append(data)
-                data = b"".join(pending)
-                pending.clear()
-            self._last_sent = loop.time()
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-        else:
-            data = b""
-        pending.append(data)
-        await self._end(send, b"".join(pending))
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        """The stream is over, whatever ended it."""
+
+    async def _send(self, send: Send, loop: asyncio.AbstractEventLoop, data: bytes) -> None:
+        self._last_sent = loop.time()
+        await send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def _end(self, send: Send, last: bytes) -> None:
         self._open = False
         await send({"type": "http.response.body", "body": last, "more_body": False})
-
-    def _stop_drained(self, scope: anyio.CancelScope) -> None:
-        self._drained = True
-        scope.cancel()
 
     def _ping_due(self, loop: asyncio.AbstractEventLoop, send: Send) -> None:
         """Timer: a ``: ping`` after ``ping_interval`` without a write, then re-armed."""
@@ -198,3 +159,64 @@ class SSEResponse(Response):
         # The stream ended or the client left meanwhile: the main task notices that too.
         with suppress(OSError, ClientDisconnect, RuntimeError):
             await send(message)
+
+
+class EventStream(SSEResponse):
+    """The events of an async iterator (closed when the stream ends)."""
+
+    def __init__(self, body: AsyncGenerator[bytes, None], *, ping_interval: float) -> None:
+        super().__init__(ping_interval=ping_interval)
+        self._body = body
+
+    async def _write(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
+        async for data in self._body:
+            await self._send(send, loop, data)
+        await self._end(send, b"")
+
+    async def _close(self) -> None:
+        await self._body.aclose()  # a generator stopped at a yield runs its cleanup now
+
+
+class AnswerReader(SSEResponse):
+    """Follows ``live``'s log from the event after id ``after`` (the caller attached it), and
+    detaches when it ends, whatever ended it."""
+
+    def __init__(
+        self,
+        streams: AnswerStreams,
+        live: LiveAnswer,
+        *,
+        ping_interval: float,
+        after: int = 0,
+        headers: Mapping[str, str] | None = None,
+        watch: ClientWatch | None = None,
+    ) -> None:
+        super().__init__(ping_interval=ping_interval, headers=headers, watch=watch)
+        self._streams = streams
+        self._live = live
+        self._after = after
+
+    async def _close(self) -> None:
+        self._streams.detach(self._live)
+
+    async def _write(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
+        log = self._live.log
+        position = self._after
+        while True:
+            events = log.since(position)
+            if events is None:  # a reader slower than the replay buffer: it cannot go on
+                await self._end(send, b"")
+                return
+            if events:
+                position += len(events)
+                # Events appended together leave together: one write.
+                data = events[0] if len(events) == 1 else b"".join(events)
+                if log.ended and position >= log.last_id:
+                    await self._end(send, data)  # the last event goes with the body's end
+                    return
+                await self._send(send, loop, data)
+            elif log.ended:
+                await self._end(send, b"")
+                return
+            else:
+                await log.wait()

@@ -193,6 +193,38 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=r,
         )
+        #: Resumable answers (issue 15): what happened to answers whose readers came and went.
+        self.streams_detached = Counter(
+            "orchestra_streams_detached_total",
+            "Answers still being generated when their last reader left.",
+            registry=r,
+        )
+        self.streams_resumed = Counter(
+            "orchestra_streams_resumed_total",
+            "Readers that attached to an answer after it started (GET /ask/{id}/events).",
+            registry=r,
+        )
+        self.streams_cancelled = Counter(
+            "orchestra_streams_cancelled_total",
+            "Answers stopped by POST /ask/{id}/cancel.",
+            registry=r,
+        )
+        self.streams_expired = Counter(
+            "orchestra_streams_expired_total",
+            "Detached answers cancelled because no reader came back within the grace.",
+            registry=r,
+        )
+        self.streams_evicted = Counter(
+            "orchestra_streams_evicted_total",
+            "Ended answers dropped before their retention ended, to stay in the memory bound.",
+            registry=r,
+        )
+        self.streams_buffered_bytes = Gauge(
+            "orchestra_streams_buffered_bytes",
+            "Bytes of answer events held for replay by this process.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "orchestra_dependency_up",
             "1 when the dependency answers (database, redis).",

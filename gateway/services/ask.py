@@ -18,6 +18,7 @@ import anyio
 
 from gateway.core.clock import utcnow
 from gateway.core.errors import (
+    Cancelled,
     GatewayError,
     ModelNotAllowed,
     QuotaExceeded,
@@ -125,6 +126,8 @@ def chat_request(ctx: AppContext, inp: AskInput, api_key: str) -> ChatRequest:
 def outcome_of(error: GatewayError) -> str:
     if isinstance(error, ShuttingDown):
         return "shutdown"
+    if isinstance(error, Cancelled):
+        return "cancelled"
     return "upstream_error" if isinstance(error, UpstreamError) else "rejected"
 
 

@@ -152,6 +152,9 @@ def test_a_directory_is_not_a_config_file(tmp_path: Path, monkeypatch: pytest.Mo
         ("ORCHESTRA_CONNECT_TIMEOUT_S", "0"),
         ("ORCHESTRA_DEFAULT_MAX_OUTPUT_TOKENS", "-5"),
         ("ORCHESTRA_LOG_LEVEL", "LOUD"),
+        ("ORCHESTRA_STREAM_DETACH_GRACE_S", "-1"),
+        ("ORCHESTRA_STREAM_RETENTION_S", "0"),
+        ("ORCHESTRA_STREAM_BUFFER_MAX_BYTES", "10"),
     ],
 )
 def test_invalid_environment_values_are_configuration_errors(
@@ -193,3 +196,16 @@ def test_the_example_config_lists_every_setting_and_loads(
     text = example.read_text()
     for name in Settings.model_fields:
         assert name in text, f"{name} is missing from {example.name}"
+
+
+def test_resumable_answers_have_the_documented_defaults_and_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert settings.stream_detach_grace_s == 30
+    assert settings.stream_retention_s == 300
+    assert settings.stream_buffer_max_bytes <= settings.stream_memory_max_bytes
+    monkeypatch.setenv("ORCHESTRA_STREAM_BUFFER_MAX_BYTES", "4096")
+    monkeypatch.setenv("ORCHESTRA_STREAM_MEMORY_MAX_BYTES", "2048")
+    with pytest.raises(ConfigurationError, match="stream_buffer_max_bytes must not exceed"):
+        load_settings()

@@ -2,47 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.core.errors import ContentFlagged
 from gateway.http import sse
 from gateway.http.body import parse_model, read_body
-from gateway.http.calls import Call, check_limits, handle_call, shutting_down
+from gateway.http.calls import Call, check_limits, handle_call
 from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.json_response import FastJSONResponse
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
 from gateway.http.schemas import ASK_OPERATION, AskRequest
-from gateway.http.streaming import SSEResponse
-from gateway.services.ask import Answer, AskInput, CallMeta, Delta, Done
+from gateway.http.streaming import AnswerReader
+from gateway.services.answer_streams import Encoder, ErrorEncoder
+from gateway.services.ask import Answer, AnswerEvent, AskInput, CallMeta, Delta, Done
 
 router = APIRouter()
 
 
-async def _encode(answer: Answer, request_id: str) -> AsyncIterator[bytes]:
-    async for event in answer.events():
+def encoder(request_id: str) -> Encoder:
+    """The `/ask` wire format of an answer's events, each with its id (1, 2, 3…)."""
+
+    def encode(event: AnswerEvent, event_id: int) -> bytes | None:
         if isinstance(event, Delta):
-            if event.chunk.text:
-                yield sse.delta(event.chunk.text)
-        elif isinstance(event, Done):
-            yield sse.event(
-                sse.EVENT_DONE,
-                {
-                    "request_id": request_id,
-                    "finish_reason": event.finish_reason,
-                    "model": event.model,
-                    "usage": event.usage.to_json(),
-                },
-            )
-        else:
-            yield sse.error_event(event.error, request_id)
+            text = event.chunk.text
+            return sse.delta(text, event_id) if text else None
+        if isinstance(event, Done):
+            done = {
+                "request_id": request_id,
+                "finish_reason": event.finish_reason,
+                "model": event.model,
+                "usage": event.usage.to_json(),
+            }
+            return sse.event(sse.EVENT_DONE, done, event_id)
+        return sse.error_event(event.error, request_id, event_id)
+
+    return encode
 
 
-async def _only(data: bytes) -> AsyncIterator[bytes]:
-    yield data
+def error_encoder(request_id: str) -> ErrorEncoder:
+    return lambda error, event_id: sse.error_event(error, request_id, event_id)
 
 
 def _wants_json(request: Request, body: AskRequest) -> bool:
@@ -84,22 +84,26 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
                 "usage": completion.usage.to_json(),
             },
         )
-    events: AsyncIterator[bytes]
     watch = call.start_watching(request.receive)
+    failed: ContentFlagged | None = None
     try:
         await watch.run(answer.open)
-        events = _encode(answer, meta.request_id)
     except ContentFlagged as flagged:
         # A moderation refusal is part of the stream contract: one `error` event, the end.
-        events = _only(sse.error_event(flagged, meta.request_id))
-    return SSEResponse(
-        events,
-        settle=answer.settle,
+        failed = flagged
+    live = resources.streams.start(
+        answer,
+        request_id=meta.request_id,
+        app_id=call.ctx.app_id,
+        user=call.ctx.user,
+        encode=encoder(meta.request_id),
+        encode_error=error_encoder(meta.request_id),
+        failed=failed,
+    )
+    return AnswerReader(
+        resources.streams,
+        live,
         ping_interval=settings.ping_interval_s,
         headers=headers_for(answer.limit_states, openai=False),
-        drain=resources.drain,
-        watch=call.hand_over_watch(),
-        more_ready=answer.more_ready,
-        finished=answer.finished,
-        on_drain=lambda: sse.error_event(shutting_down(answer), meta.request_id),
+        watch=call.hand_over(),
     )

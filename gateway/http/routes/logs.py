@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
@@ -23,7 +23,7 @@ from gateway.http.schemas import (
     inline_schema,
     sse_content,
 )
-from gateway.http.streaming import SSEResponse
+from gateway.http.streaming import EventStream
 from gateway.services import apps as app_service
 from gateway.services import logs as log_service
 from gateway.storage.request_logs import LogFilter
@@ -182,13 +182,8 @@ async def logs(request: Request) -> Response:
 def _follow(resources: Resources, where: LogFilter, *, backlog: int) -> Response:
     """The records as an SSE stream (`event: record`), new ones as any replica writes them."""
 
-    async def events() -> AsyncIterator[bytes]:
+    async def events() -> AsyncGenerator[bytes, None]:
         async for record in log_service.follow_logs(resources.db, where, backlog=backlog):
             yield sse.event(EVENT_RECORD, record)
 
-    async def nothing_to_settle() -> None:
-        return None
-
-    return SSEResponse(
-        events(), settle=nothing_to_settle, ping_interval=resources.settings.ping_interval_s
-    )
+    return EventStream(events(), ping_interval=resources.settings.ping_interval_s)

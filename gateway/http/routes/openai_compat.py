@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from gateway.core.errors import GatewayError
 from gateway.http import sse
 from gateway.http.body import parse_model, read_body
-from gateway.http.calls import Call, check_limits, handle_call, shutting_down
+from gateway.http.calls import Call, check_limits, handle_call
 from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.json_response import FastJSONResponse
 from gateway.http.ratelimit import headers_for
@@ -20,8 +20,9 @@ from gateway.http.schemas import (
     MODELS_OPERATION,
     ChatCompletionRequest,
 )
-from gateway.http.streaming import SSEResponse
-from gateway.services.ask import Answer, AskInput, CallMeta, Delta, Done
+from gateway.http.streaming import AnswerReader
+from gateway.services.answer_streams import Encoder
+from gateway.services.ask import Answer, AnswerEvent, AskInput, CallMeta, Delta, Done
 
 router = APIRouter(prefix="/v1")
 
@@ -41,22 +42,29 @@ _OWN_FIELDS = {
 }
 
 
-async def _encode(answer: Answer, include_usage: bool) -> AsyncIterator[bytes]:
-    async for event in answer.events():
+def _encoder(answer: Answer, include_usage: bool) -> Encoder:
+    """OpenAI's wire format, exactly (no ids: the SDKs' parsers expect none)."""
+
+    def encode(event: AnswerEvent, _event_id: int) -> bytes | None:
         if isinstance(event, Delta):
             chunk = event.chunk
             if chunk.usage_only and not include_usage:
-                continue
+                return None
             raw = chunk.raw
             if not chunk.text and _ERROR in raw:
                 # An error object inside the stream (OpenAI sends them): forwarded as it came,
                 # but never with the app's key, which upstreams repeat in their errors.
                 raw = answer.redact(raw)
-            yield sse.openai_data(raw)
-        elif isinstance(event, Done):
-            yield sse.OPENAI_DONE
-        else:
-            yield sse.openai_error(event.error)
+            return sse.openai_data(raw)
+        if isinstance(event, Done):
+            return sse.OPENAI_DONE
+        return sse.openai_error(event.error)
+
+    return encode
+
+
+def _encode_error(error: GatewayError, _event_id: int) -> bytes:
+    return sse.openai_error(error)
 
 
 @router.post("/chat/completions", **CHAT_COMPLETIONS_OPERATION)
@@ -87,16 +95,22 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
         )
     await call.start_watching(request.receive).run(answer.open)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
-    return SSEResponse(
-        _encode(answer, include_usage),
-        settle=answer.settle,
+    # Not resumable (OpenAI's API has no such thing): its reader leaving stops it at once.
+    live = resources.streams.start(
+        answer,
+        request_id=meta.request_id,
+        app_id=call.ctx.app_id,
+        user=call.ctx.user,
+        encode=_encoder(answer, include_usage),
+        encode_error=_encode_error,
+        resumable=False,
+    )
+    return AnswerReader(
+        resources.streams,
+        live,
         ping_interval=settings.ping_interval_s,
         headers=headers_for(answer.limit_states, openai=True),
-        drain=resources.drain,
-        watch=call.hand_over_watch(),
-        more_ready=answer.more_ready,
-        finished=answer.finished,
-        on_drain=lambda: sse.openai_error(shutting_down(answer)),
+        watch=call.hand_over(),
     )
 
 

@@ -111,6 +111,8 @@ def test_documented_exit_codes(error: GatewayError, exit_code: int) -> None:
         (errors.Forbidden, 403, "forbidden"),
         (errors.AppDisabled, 403, "app_disabled"),
         (errors.NotFound, 404, "not_found"),
+        (errors.StreamExpired, 410, "stream_expired"),
+        (errors.Cancelled, 499, "cancelled"),
         (errors.Conflict, 409, "conflict"),
         (errors.QuotaExceeded, 429, "quota_exceeded"),
         (errors.UpstreamError, 502, "upstream_error"),

@@ -249,6 +249,8 @@ def gateway_settings(home: Path, **overrides: object) -> dict[str, object]:
         # and no circuit breaker tripping over the shared fake (tests/gateway/resilience has those).
         "upstream_attempts": 1,
         "circuit_failure_threshold": 1_000_000,
+        # A client that leaves stops its answer at once (the resume tests set a grace).
+        "stream_detach_grace_s": 0,
     }
     settings.update(overrides)
     return settings
@@ -501,6 +503,7 @@ class SSEEvent:
     name: str | None
     data: str
     at: float  # time.perf_counter() when the block was complete
+    id: int | None = None  # the `id:` field (every /ask event has one)
 
     @property
     def json(self) -> Any:
@@ -516,9 +519,13 @@ def parse_block(block: str, at: float) -> SSEEvent:
     if all(line.startswith(":") for line in lines):
         return SSEEvent(None, "\n".join(line[1:].strip() for line in lines), at)
     name: str | None = None
+    event_id: int | None = None
     data: list[str] = []
     for line in lines:
-        if line.startswith("event: "):
+        if line.startswith("id: "):
+            assert event_id is None, block
+            event_id = int(line.removeprefix("id: "))
+        elif line.startswith("event: "):
             assert name is None, block
             name = line.removeprefix("event: ")
         elif line.startswith("data: "):
@@ -526,7 +533,7 @@ def parse_block(block: str, at: float) -> SSEEvent:
         else:
             raise AssertionError(f"unexpected SSE line {line!r} in {block!r}")
     assert name is not None and data, block
-    return SSEEvent(name, "\n".join(data), at)
+    return SSEEvent(name, "\n".join(data), at, event_id)
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[SSEEvent]:

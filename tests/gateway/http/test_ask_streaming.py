@@ -78,6 +78,8 @@ async def test_deltas_then_exactly_one_done_with_the_fakes_usage(
     streamed = await ask_stream(client, app, {"prompt": f"Tell me a story {nonce}"})
     names = streamed.names
     assert names == ["delta"] * FAST_FAKE_TOKENS + ["done"], names
+    # Every event is numbered, 1, 2, 3…: what a reader resumes from (Last-Event-ID).
+    assert [e.id for e in streamed.events] == list(range(1, FAST_FAKE_TOKENS + 2))
     assert all(e.json == {"text": e.json["text"]} and e.json["text"] for e in streamed.events[:-1])
     done = streamed.events[-1].json
     assert set(done) == {"request_id", "finish_reason", "model", "usage"}

@@ -1,0 +1,291 @@
+"""Answers that live on the gateway for a while: one producer each, any number of readers.
+
+An answer's producer (a task of this registry's task group) owns it: it reads the upstream
+through ``Answer.events()``, appends the encoded events to the answer's ``AnswerLog``, and
+settles it (quota, record) exactly once, however many readers came and went. An HTTP response
+is only a reader following the log (``gateway.http.streaming.SSEResponse``).
+
+When the last reader leaves a running answer, it goes on for ``grace_s`` (0: it is stopped at
+once); if nobody attaches meanwhile, it is stopped and recorded as ``client_disconnected``.
+``cancel`` stops it as ``cancelled``; the drain of a shutdown, as ``shutting_down``. Every
+stop ends the log with an ``error`` event, so every reader learns how the answer ended.
+
+Ended answers stay replayable for ``retention_s`` (then a tombstone answers 410 to their
+owner), within a memory bound shared by all logs: past it, ended answers are evicted oldest
+first (then, if that is not enough, running answers lose their oldest events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from loguru import logger
+
+from gateway.core.errors import Cancelled, GatewayError, NotFound, ShuttingDown, StreamExpired
+from gateway.observability.metrics import Metrics
+from gateway.services.answer_log import AnswerLog, Budget
+from gateway.services.ask import Answer, AnswerEvent
+
+#: Encodes one event of the answer with its id; None: nothing to send (e.g. an empty delta).
+Encoder = Callable[[AnswerEvent, int], bytes | None]
+ErrorEncoder = Callable[[GatewayError, int], bytes]
+#: Registers a callback for the shutdown's drain deadline; returns the unregister function.
+OnDrain = Callable[[Callable[[], None]], Callable[[], None]]
+
+#: How many expired or evicted answers are remembered (410 for them rather than 404).
+TOMBSTONES = 10_000
+#: After an overflow, evict down to this share of the memory bound (not one answer per event).
+LOW_WATER = 0.9
+SHUTDOWN_MESSAGE = "The gateway is restarting; the answer was cut. Retry it."
+
+
+def may_read(app_id: str, user: str | None, reader_app: str, reader_user: str | None) -> bool:
+    """The same app; and a user's token (session, OpenID) only reads that user's answers."""
+    return app_id == reader_app and (reader_user is None or reader_user == user)
+
+
+@dataclass(eq=False, slots=True)
+class LiveAnswer:
+    request_id: str
+    app_id: str
+    user: str | None
+    log: AnswerLog
+    resumable: bool
+    scope: anyio.CancelScope
+    readers: int = 1  # the response of the request that started it
+    #: Why it was stopped (the event every reader gets), and whether the record says so.
+    stop_error: GatewayError | None = None
+    stop_recorded: bool = False
+    grace: asyncio.TimerHandle | None = None
+
+    def stop(self, error: GatewayError, *, recorded: bool) -> None:
+        if self.log.ended or self.stop_error is not None:
+            return
+        self.stop_error, self.stop_recorded = error, recorded
+        self.scope.cancel()
+
+
+class AnswerStreams:
+    def __init__(
+        self,
+        *,
+        grace_s: float,
+        retention_s: float,
+        buffer_max_bytes: int,
+        memory_max_bytes: int,
+        metrics: Metrics | None = None,
+        on_drain: OnDrain | None = None,
+    ) -> None:
+        self.grace_s = grace_s
+        self.retention_s = retention_s
+        self._buffer_max = buffer_max_bytes
+        self._metrics = metrics
+        self._on_drain = on_drain
+        self._budget = Budget(memory_max_bytes, self._over_budget)
+        self._live: dict[str, LiveAnswer] = {}
+        self._ended: OrderedDict[str, LiveAnswer] = OrderedDict()  # oldest end first
+        self._gone: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+        self._tasks: TaskGroup | None = None
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._budget.used
+
+    @property
+    def running(self) -> int:
+        return len(self._live)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Host the producers and expire ended answers (a task of the lifespan's group)."""
+        try:
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                task_status.started()
+                while True:
+                    await anyio.sleep(min(1.0, self.retention_s / 4))
+                    self._sweep(time.monotonic())
+        finally:
+            self._tasks = None
+
+    def start(
+        self,
+        answer: Answer,
+        *,
+        request_id: str,
+        app_id: str,
+        user: str | None,
+        encode: Encoder,
+        encode_error: ErrorEncoder,
+        resumable: bool = True,
+        failed: GatewayError | None = None,
+    ) -> LiveAnswer:
+        """Hand ``answer`` (opened: ``Answer.open()`` returned) to a new producer; the caller
+        is its first reader. ``failed``: the answer ended before its first event, with this."""
+        if self._tasks is None:
+            raise ShuttingDown(SHUTDOWN_MESSAGE)
+        log = AnswerLog(max_bytes=self._buffer_max, budget=self._budget)
+        live = LiveAnswer(request_id, app_id, user, log, resumable, anyio.CancelScope())
+        self._live[request_id] = live
+        self._tasks.start_soon(self._produce, live, answer, encode, encode_error, failed)
+        return live
+
+    async def _produce(
+        self,
+        live: LiveAnswer,
+        answer: Answer,
+        encode: Encoder,
+        encode_error: ErrorEncoder,
+        failed: GatewayError | None,
+    ) -> None:
+        log = live.log
+        unregister = None if self._on_drain is None else self._on_drain(lambda: _drained(live))
+        try:
+            if failed is not None:
+                log.append(encode_error(failed, log.next_id))
+                log.end()
+            else:
+                with live.scope:
+                    async for event in answer.events():
+                        data = encode(event, log.next_id)
+                        if data is not None:
+                            log.append(data)
+                    log.end()  # no await after the last append: one write for both
+        except Exception:  # noqa: BLE001 (a bug: still end, settle and record)
+            logger.exception("an answer's producer failed")
+            live.stop_error, live.stop_recorded = GatewayError("Internal error."), True
+        finally:
+            if unregister is not None:
+                unregister()
+            if not log.ended:
+                if live.stop_error is None:  # cancelled from outside: the lifespan is ending
+                    live.stop_error, live.stop_recorded = ShuttingDown(SHUTDOWN_MESSAGE), True
+                if live.stop_recorded:
+                    answer.fail(live.stop_error)
+                log.append(encode_error(live.stop_error, log.next_id))
+                log.end()
+            with anyio.CancelScope(shield=True):
+                await answer.settle()
+            self._retire(live)
+
+    def _retire(self, live: LiveAnswer) -> None:
+        self._live.pop(live.request_id, None)
+        if live.grace is not None:
+            live.grace.cancel()
+            live.grace = None
+        if live.resumable:
+            self._ended[live.request_id] = live
+        elif live.readers == 0:
+            live.log.release()
+
+    def find(self, request_id: str, app_id: str, user: str | None) -> LiveAnswer:
+        """The answer this caller may read; NotFound, or StreamExpired after its retention."""
+        live = self._live.get(request_id) or self._ended.get(request_id)
+        if live is not None and live.resumable and may_read(live.app_id, live.user, app_id, user):
+            if live.log.ended_at is not None and self._expired(live.log.ended_at):
+                raise StreamExpired(_expired_message(request_id))
+            return live
+        owner = self._gone.get(request_id)
+        if live is None and owner is not None and may_read(*owner, app_id, user):
+            raise StreamExpired(_expired_message(request_id))
+        raise NotFound(f"No answer {request_id!r} for this token.")
+
+    def attach(self, live: LiveAnswer, after: int) -> None:
+        """A new reader of ``live`` from the event after id ``after``."""
+        if not live.log.replayable_from(after):
+            raise StreamExpired(
+                f"The events after id {after} are no longer kept (the answer outgrew the "
+                "replay buffer); start a new request."
+            )
+        live.readers += 1
+        if live.grace is not None:
+            live.grace.cancel()
+            live.grace = None
+        if self._metrics is not None:
+            self._metrics.streams_resumed.inc()
+
+    def detach(self, live: LiveAnswer) -> None:
+        """A reader left; the last one leaving a running answer starts its grace."""
+        live.readers -= 1
+        if live.readers > 0:
+            return
+        if live.log.ended:
+            if not live.resumable:
+                live.log.release()  # its only reader is done with it
+            return
+        if not live.resumable or self.grace_s == 0:
+            live.stop(_nobody_reads(), recorded=False)
+            return
+        if self._metrics is not None:
+            self._metrics.streams_detached.inc()
+        loop = asyncio.get_running_loop()
+        live.grace = loop.call_later(self.grace_s, self._grace_over, live)
+
+    def _grace_over(self, live: LiveAnswer) -> None:
+        live.grace = None
+        if live.readers == 0 and not live.log.ended:
+            if self._metrics is not None:
+                self._metrics.streams_expired.inc()
+            live.stop(_nobody_reads(), recorded=False)
+
+    def cancel(self, live: LiveAnswer) -> None:
+        """Stop the answer: every reader gets ``error`` cancelled; recorded as cancelled."""
+        if live.log.ended or live.stop_error is not None:
+            return
+        if self._metrics is not None:
+            self._metrics.streams_cancelled.inc()
+        live.stop(Cancelled("The answer was cancelled."), recorded=True)
+
+    def _expired(self, ended_at: float, now: float | None = None) -> bool:
+        return (time.monotonic() if now is None else now) - ended_at >= self.retention_s
+
+    def _sweep(self, now: float) -> None:
+        for live in list(self._ended.values()):
+            ended_at = live.log.ended_at
+            if ended_at is not None and not self._expired(ended_at, now):
+                break  # the rest ended later
+            if live.readers == 0:  # a reader still sending it keeps it until it is done
+                self._forget(live)
+        if self._metrics is not None:
+            self._metrics.streams_buffered_bytes.set(self._budget.used)
+
+    def _forget(self, live: LiveAnswer) -> None:
+        self._ended.pop(live.request_id, None)
+        live.log.release()
+        self._gone[live.request_id] = (live.app_id, live.user)
+        while len(self._gone) > TOMBSTONES:
+            self._gone.popitem(last=False)
+
+    def _over_budget(self) -> None:
+        """The logs hold more than the bound: evict ended answers, oldest first."""
+        budget = self._budget
+        target = int(budget.limit * LOW_WATER)
+        for ended in list(self._ended.values()):
+            if budget.used <= target:
+                break
+            if ended.readers == 0:
+                self._forget(ended)
+                if self._metrics is not None:
+                    self._metrics.streams_evicted.inc()
+        # Only running answers left: they keep following, but lose their oldest events.
+        for live in list(self._live.values()):
+            if budget.used <= target:
+                break
+            live.log.trim(0)
+
+
+def _drained(live: LiveAnswer) -> None:
+    live.stop(ShuttingDown(SHUTDOWN_MESSAGE), recorded=True)
+
+
+def _nobody_reads() -> Cancelled:
+    return Cancelled("Nobody was reading the answer; it was stopped.")
+
+
+def _expired_message(request_id: str) -> str:
+    return f"The answer {request_id!r} ended too long ago to be read again."
