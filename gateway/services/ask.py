@@ -187,6 +187,11 @@ class Answer:
         """Upstream ``text`` forwarded as it is, without this app's provider key (by value)."""
         return Redactor(*(() if self._request is None else (self._request.api_key,)))(text)
 
+    @property
+    def peeked(self) -> Chunk | None:
+        """The first event ``open()`` read, until ``events()`` hands it out."""
+        return self._buffered[0] if self._buffered else None
+
     def finished(self) -> bool:
         """Whether ``events()`` has produced its final event (``Done`` or ``Failed``)."""
         return self._ended

@@ -9,7 +9,6 @@ the JSON answer), so a retrieve right after never meets an unknown id.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import orjson
@@ -19,7 +18,7 @@ from fastapi.responses import Response
 from gateway.core.errors import GatewayError, NotFound, QuotaExceeded, RequestTooLarge
 from gateway.http import sse
 from gateway.http.body import parse_model, read_body
-from gateway.http.calls import Call, check_limits, handle_call, record_refusal, shutting_down
+from gateway.http.calls import Call, check_limits, handle_call, record_refusal
 from gateway.http.deps import authenticate_app, call_meta, resources_of
 from gateway.http.json_response import FastJSONResponse
 from gateway.http.ratelimit import headers_for
@@ -31,8 +30,8 @@ from gateway.http.schemas_v1 import (
     EmbeddingsRequest,
     ResponsesRequest,
 )
-from gateway.http.streaming import SSEResponse
-from gateway.services.ask import Answer, AskInput, CallMeta, Delta, Failed
+from gateway.http.streaming import AnswerReader
+from gateway.services.ask import Answer, AnswerEvent, AskInput, CallMeta, Delta, Failed
 from gateway.services.responses import (
     check_direct,
     owns,
@@ -82,22 +81,37 @@ class _Owner:
             await remember_owner(self._resources.db, self._ctx, response_id)
 
 
-async def _encode(answer: Answer, owner: _Owner) -> AsyncIterator[bytes]:
-    sequence = 0
-    async for event in answer.events():
+class _Encoder:
+    """The Responses API's wire format; errors carry the number of events sent before them."""
+
+    def __init__(self) -> None:
+        self.sequence = 0
+
+    def event(self, event: AnswerEvent, _event_id: int) -> bytes | None:
         if isinstance(event, Delta):
             chunk = cast(ResponseEvent, event.chunk)  # the Responses stream hands out these
-            if owner.pending and chunk.event == _CREATED:
-                try:
-                    await owner.remember(_response_of(chunk.raw))
-                except GatewayError as error:  # storage down: an id nobody could retrieve
-                    answer.fail(error)
-                    yield error_event(error, sequence)
-                    return
-            sequence += 1
-            yield b"event: " + chunk.event.encode() + b"\n" + sse.openai_data(chunk.raw)
-        elif isinstance(event, Failed):
-            yield error_event(event.error, sequence)
+            self.sequence += 1
+            return b"event: " + chunk.event.encode() + b"\n" + sse.openai_data(chunk.raw)
+        if isinstance(event, Failed):
+            return error_event(event.error, self.sequence)
+        return None  # Done: the stream already ended with its own response.completed
+
+    def error(self, error: GatewayError, _event_id: int) -> bytes:
+        return error_event(error, self.sequence)
+
+
+async def _remember_owner(answer: Answer, owner: _Owner) -> GatewayError | None:
+    """Stores the owner named by the first event (OpenAI's ``response.created``) before any
+    byte goes out; the error when storage is down (an id nobody could retrieve)."""
+    first = answer.peeked
+    if not owner.pending or first is None or cast(ResponseEvent, first).event != _CREATED:
+        return None
+    try:
+        await owner.remember(_response_of(first.raw))
+    except GatewayError as error:
+        answer.fail(error)
+        return error
+    return None
 
 
 def _response_of(raw: str) -> dict[str, Any]:
@@ -141,16 +155,25 @@ async def _respond(request: Request, resources: Resources, meta: CallMeta, call:
             completion.raw, headers=headers_for(answer.limit_states, openai=True)
         )
     await call.start_watching(request.receive).run(answer.open)
-    return SSEResponse(
-        _encode(answer, owner),
-        settle=answer.settle,
+    failed = await _remember_owner(answer, owner)
+    encoder = _Encoder()
+    # Not resumable (OpenAI's API has no such thing): its reader leaving stops it at once.
+    live = resources.streams.start(
+        answer,
+        request_id=meta.request_id,
+        app_id=ctx.app_id,
+        user=ctx.user,
+        encode=encoder.event,
+        encode_error=encoder.error,
+        resumable=False,
+        failed=failed,
+    )
+    return AnswerReader(
+        resources.streams,
+        live,
         ping_interval=settings.ping_interval_s,
         headers=headers_for(answer.limit_states, openai=True),
-        drain=resources.drain,
-        watch=call.hand_over_watch(),
-        more_ready=answer.more_ready,
-        finished=answer.finished,
-        on_drain=lambda: error_event(shutting_down(answer), 0),
+        watch=call.hand_over(),
     )
 
 
