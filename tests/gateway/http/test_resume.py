@@ -17,6 +17,8 @@ import anyio
 import httpx
 import pytest
 
+from gateway.services import quotas as quota_service
+from gateway.services.views import QuotaLimits
 from tests.gateway.http.conftest import (
     TLS,
     AppHandle,
@@ -38,9 +40,10 @@ from tests.support.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.anyio
 
-GRACE_S = 2.0
+GRACE_S = 3.0
 RETENTION_S = 3.0
 CANCEL_BOUND_S = 1.0
+LEASE_TTL_S = 0.6  # quota leases: renewed every ttl / 3 while their answer runs
 LONG = "[tokens:60] [token-ms:25]"  # 1.5 s of answer: time to cut it and come back
 
 
@@ -56,6 +59,9 @@ async def resume_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
         database_url=f"sqlite+aiosqlite:///{home}/orchestra.db",
         stream_detach_grace_s=GRACE_S,
         stream_retention_s=RETENTION_S,
+        reservation_ttl_s=LEASE_TTL_S,
+        first_token_timeout_s=30,
+        idle_timeout_s=30,
     ) as gateway:
         yield gateway
 
@@ -309,3 +315,27 @@ async def test_a_users_answer_is_theirs_alone(http: httpx.AsyncClient, resume_ap
     ]
     # The app's own backend (its app token) may read its users' answers.
     assert len(await follow(http, app, streamed.request_id)) == len(streamed.events)
+
+
+async def test_a_detached_answer_keeps_its_quota_lease_until_it_settles(
+    http: httpx.AsyncClient, resume_apps: Apps
+) -> None:
+    """Nobody reads it for more than two lease ttl: the heartbeat still holds its slot."""
+    app = await resume_apps.add()
+    await resume_apps.gateway.with_database(
+        lambda db: quota_service.set_quota(
+            db, app_name=app.name, changes=QuotaLimits(max_concurrent=1)
+        )
+    )
+    silence_ms = 3000
+    body = {"prompt": f"think {secrets.token_hex(4)} [first-token-ms:{silence_ms}] [tokens:2]"}
+    async with http.stream("POST", "/ask", json=body, headers=app.auth) as response:
+        assert response.status_code == 200  # the role chunk came: headers sent, then we leave
+        request_id = response.headers["x-request-id"]
+    await anyio.sleep(2 * LEASE_TTL_S + 0.3)  # detached, silent, past two lease ttl
+    probe = {"prompt": "probe [tokens:1]", "stream": False}
+    assert_error(await http.post("/ask", json=probe, headers=app.auth), 429, "quota_exceeded")
+    events = await follow(http, app, request_id)  # back within the grace
+    assert [e.name for e in events] == ["delta", "delta", "done"], events
+    assert (await the_record(http, app, request_id))["outcome"] == "completed"
+    assert (await http.post("/ask", json=probe, headers=app.auth)).status_code == 200
