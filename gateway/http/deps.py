@@ -60,11 +60,17 @@ async def authenticate_app(request: Request, *, end_users: bool = True) -> AppCo
         ctx.bound_origin is not None and origin != ctx.bound_origin
     ):
         raise OriginNotAllowed(f"The origin {origin!r} is not allowed for this app.")
-    if not end_users and ctx.user is not None:
+    if not end_users:
+        require_app_token(ctx)
+    return ctx
+
+
+def require_app_token(ctx: AppContext) -> None:
+    """403 ``insufficient_scope`` for an end user's token (a route for the app's backend)."""
+    if ctx.user is not None:
         raise InsufficientScope(
             "An end user's token cannot be used here; this needs the app's own token."
         )
-    return ctx
 
 
 def is_admin(request: Request) -> bool:

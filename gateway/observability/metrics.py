@@ -196,6 +196,13 @@ class Metrics:
             "Cached answers dropped before their time to stay under cache_max_bytes.",
             registry=r,
         )
+        self.sessions = Counter(
+            "orchestra_sessions_total",
+            "POST /sessions: sessions minted, and refused (a bad or end-user token, a refused "
+            "origin, a bad body); app is unknown when the token named none.",
+            ["app", "outcome"],
+            registry=r,
+        )
         self.quota_unavailable = Counter(
             "orchestra_quota_counters_unavailable_total",
             "Requests decided while the quota counters were unreachable.",
@@ -285,6 +292,9 @@ class Metrics:
         if o.upstream_s is not None:
             self.upstream_duration.labels(model).observe(o.upstream_s)
             self.overhead.observe(max(0.0, o.duration_s - o.upstream_s))
+
+    def session(self, app: str, *, minted: bool) -> None:
+        self.sessions.labels(app, "minted" if minted else "refused").inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from gateway.core.errors import GatewayError
 from gateway.http.body import parse_model, read_body
-from gateway.http.deps import authenticate_app, resources_of
+from gateway.http.deps import authenticate_app, require_app_token, resources_of
 from gateway.http.schemas.errors import error_responses
 from gateway.http.schemas.sessions import SessionRequest, SessionResponse
 from gateway.services import sessions
@@ -35,17 +36,28 @@ router = APIRouter()
 )
 async def create_session(request: Request) -> JSONResponse:
     resources = resources_of(request)
-    ctx = await authenticate_app(request, end_users=False)
-    body = parse_model(await read_body(request, resources.settings.max_body_bytes), SessionRequest)
-    minted = await sessions.mint(
-        resources.db,
-        resources.keyring,
-        ctx,
-        user=body.user,
-        ttl_s=body.ttl_s,
-        origin=body.origin,
-        announcer=Announcer(resources.redis),
-    )
+    app = "unknown"  # until the token names one (as the other metrics do)
+    try:
+        # Authenticated first, the scope checked after: a refusal is counted against its app.
+        ctx = await authenticate_app(request)
+        app = ctx.app_name
+        require_app_token(ctx)
+        body = parse_model(
+            await read_body(request, resources.settings.max_body_bytes), SessionRequest
+        )
+        minted = await sessions.mint(
+            resources.db,
+            resources.keyring,
+            ctx,
+            user=body.user,
+            ttl_s=body.ttl_s,
+            origin=body.origin,
+            announcer=Announcer(resources.redis),
+        )
+    except GatewayError:
+        resources.metrics.session(app, minted=False)
+        raise
+    resources.metrics.session(app, minted=True)
     return JSONResponse(
         {
             "token": minted.token,

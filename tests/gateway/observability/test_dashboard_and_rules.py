@@ -3,8 +3,11 @@
 Every PromQL expression of ``config/grafana/orchestra.json`` (targets and template variables)
 and ``config/prometheus/alerts.yml`` is read, its metric names, label names and literal label
 values extracted, and checked against a real ``/metrics`` scrape taken after real traffic (a
-success, a quota rejection, and each upstream failure kind the alerts select). ``promtool``
-checks the rules and the scrape config, and unit-tests the alerts on synthetic series.
+success, a quota rejection, and each upstream failure kind the alerts select; a session minted
+and one refused, a per-user rejection). The stream series move on a gateway of their own (a
+detach grace and a small memory bound): an answer resumed, one cancelled, one expired, some
+evicted. ``promtool`` checks the rules and the scrape config, and unit-tests the alerts on
+synthetic series.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ import yaml  # type: ignore[import-untyped]  # PyYAML, via uvicorn[standard]
 from tests.gateway.http.conftest import (
     MODEL,
     TLS,
+    AppHandle,
     Apps,
     Fake,
     Gateway,
@@ -39,7 +43,10 @@ from tests.gateway.http.conftest import (
     child_env,
     free_port,
     gateway_settings,
+    run_cli,
+    running_gateway,
     spawn,
+    sse_events,
 )
 from tests.gateway.observability.conftest import Scrape, parse_exposition, scrape, scrape_until
 
@@ -256,9 +263,18 @@ def test_the_dashboard_has_the_panels_the_operators_need() -> None:
         "orchestra_active_streams",
         "orchestra_upstream_errors_total",
         "orchestra_feedback_total",
+        "orchestra_sessions_total",
     ):
         assert using(metric), f"no panel shows {metric}"
         assert all("app" in grouping_labels(e) for e in using(metric)), metric
+    for metric in (*STREAM_COUNTERS, STREAM_GAUGE):
+        assert using(metric), f"no panel shows {metric}"
+    rows = [p["title"] for p in dashboard()["panels"] if p["type"] == "row"]
+    assert rows == ["End users & sessions", "Streams: detach, resume, cancel"], rows
+    sessions = using("orchestra_sessions_total")
+    assert any("outcome" in grouping_labels(e) for e in sessions), "minted and refused apart"
+    rejections = using("orchestra_quota_rejections_total")
+    assert any('limit=~"user_.*"' in e for e in rejections), "no panel shows per-user rejections"
     for histogram in (
         "orchestra_time_to_first_token_seconds",
         "orchestra_request_duration_seconds",
@@ -295,12 +311,24 @@ def test_the_alert_rules_cover_what_the_issue_asks_for() -> None:
         "quota rejections spike": "orchestra_quota_rejections_total",
         "TTFT p95 high": "orchestra_time_to_first_token_seconds_bucket",
         "Redis/database down": "orchestra_dependency_up",
+        "session refusals spike": "orchestra_sessions_total",
+        "answers evicted (memory bound too low)": "orchestra_streams_evicted_total",
+        "detached answers expire unread": "orchestra_streams_expired_total",
     }
     for what, metric in wanted.items():
         assert any(metric in metric_names(str(r["expr"])) for r in rules.values()), what
+    per_user = [r for r in rules.values() if 'limit=~"user_.*"' in str(r["expr"])]
+    assert per_user, "per-user rejections"
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}, name
         assert rule["annotations"]["summary"], name
+    # The newer rules say what to do, not only what happened.
+    for name in ("OrchestraSessionRefusalsSpike", "OrchestraStreamsEvicted", *per_user_names()):
+        assert len(rules[name]["annotations"]["description"]) > 100, name
+
+
+def per_user_names() -> list[str]:
+    return [r["alert"] for r in alert_rules() if 'limit=~"user_.*"' in str(r["expr"])]
 
 
 def test_the_scrape_job_is_the_one_the_queries_select() -> None:
@@ -325,8 +353,16 @@ async def _traffic(gateway: Gateway, fake: Fake, issued: set[str]) -> Scrape:
     limited = await apps.add()
     await gateway.cli("quotas", "set", limited.name, "--rpm", "1")
     down = await apps.add(base_url=f"http://127.0.0.1:{free_port()}/v1")
-    names = [ok.name, limited.name, down.name]
+    users = await apps.add()
+    await gateway.cli("quotas", "set", users.name, "--user-rpm", "1")
+    names = [ok.name, limited.name, down.name, users.name]
     async with gateway.client() as client:
+        alice = await session_for(client, users, "alice", issued)
+        # An end user's token cannot mint sessions: refused, and counted against its app.
+        refused = await client.post("/sessions", json={"user": "eve"}, headers=alice.auth)
+        assert refused.status_code == 403, refused.text
+        for _ in range(2):  # the second is over alice's own limit (user_rpm), not the app's
+            await client.post("/ask", json={"prompt": "hi", "stream": False}, headers=alice.auth)
         answered = await ask_stream(client, ok, {"prompt": "hello"})
         for score in (1, -1):
             rating = {"request_id": answered.request_id, "score": score}
@@ -342,9 +378,31 @@ async def _traffic(gateway: Gateway, fake: Fake, issued: set[str]) -> Scrape:
     def settled(s: Scrape) -> bool:
         counts = [s.total("orchestra_requests_total", app=name) for name in names]
         rated = s.total("orchestra_feedback_total", app=ok.name)
-        return counts == [4, 2, 1] and rated == 2 and bool(s.series("orchestra_dependency_up"))
+        sessions = [
+            s.value("orchestra_sessions_total", app=users.name, outcome=outcome)
+            for outcome in ("minted", "refused")
+        ]
+        per_user = s.value("orchestra_quota_rejections_total", app=users.name, limit="user_rpm")
+        return (
+            counts == [4, 2, 1, 2]
+            and rated == 2
+            and sessions == [1, 1]
+            and per_user == 1
+            and bool(s.series("orchestra_dependency_up"))
+        )
 
     return await scrape_until(gateway, settled, timeout=10)
+
+
+async def session_for(
+    client: httpx.AsyncClient, app: AppHandle, user: str, issued: set[str]
+) -> AppHandle:
+    """The app as end user ``user`` (a session minted by the app's backend)."""
+    response = await client.post("/sessions", json={"user": user}, headers=app.auth)
+    assert response.status_code == 201, response.text
+    token = response.json()["token"]
+    issued.add(token)
+    return AppHandle(app.name, app.id, token, "", None)
 
 
 @pytest.fixture(scope="module")
@@ -397,6 +455,106 @@ def test_process_metrics_are_live(gateway: Gateway) -> None:
     assert first.value("process_start_time_seconds") > 1_600_000_000
     with httpx.Client(timeout=10, verify=TLS) as http:
         assert http.get(f"{gateway.url}/metrics").status_code == 200
+
+
+# --- the stream series, on a gateway that keeps answers for a grace and evicts ------------
+
+STREAM_COUNTERS = (
+    "orchestra_streams_detached_total",
+    "orchestra_streams_resumed_total",
+    "orchestra_streams_cancelled_total",
+    "orchestra_streams_expired_total",
+    "orchestra_streams_evicted_total",
+)
+STREAM_GAUGE = "orchestra_streams_buffered_bytes"
+LONG = "[tokens:60] [token-ms:25]"  # 1.5 s of answer: time to leave it and come back
+GRACE_S = 1.0
+# Small enough that ended answers (8 tokens, about 1 KB of events each) are evicted.
+BUFFER_BYTES, MEMORY_BYTES = 4096, 8192
+
+
+@pytest.fixture(scope="module")
+def streaming(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    root = tmp_path_factory.mktemp("dashboard-streams")
+    home = root / "home"
+    run_cli(["init"], child_env({"home": home}))
+    with running_gateway(
+        home,
+        root / "logs",
+        name="streams-gateway",
+        database_url=f"sqlite+aiosqlite:///{home}/orchestra.db",
+        stream_detach_grace_s=GRACE_S,
+        stream_buffer_max_bytes=BUFFER_BYTES,
+        stream_memory_max_bytes=MEMORY_BYTES,
+    ) as gateway:
+        yield gateway
+
+
+async def _leave_after_first_delta(gateway: Gateway, app: AppHandle) -> str:
+    """POST /ask a long answer, read one delta, close the connection; its request id."""
+    async with (
+        gateway.client() as client,
+        client.stream("POST", "/ask", json={"prompt": LONG}, headers=app.auth) as response,
+    ):
+        assert response.status_code == 200, await response.aread()
+        async for event in sse_events(response):
+            if event.name == "delta":
+                return response.headers["x-request-id"]
+    raise AssertionError("the answer ended without a delta")
+
+
+async def _stream_traffic(gateway: Gateway, fake: Fake, issued: set[str]) -> tuple[Scrape, Scrape]:
+    """One answer resumed, one expired, one cancelled, then enough to evict: (before, after)."""
+    app = await Apps(gateway, fake, issued, "streams").add()
+    before = await scrape(gateway)
+
+    def moved(name: str) -> Callable[[Scrape], bool]:
+        return lambda s: s.value(name) > before.value(name)
+
+    resumed = await _leave_after_first_delta(gateway, app)
+    # Resumed only once it is detached (a reader attaching earlier keeps it attached).
+    await scrape_until(gateway, moved("orchestra_streams_detached_total"), timeout=10)
+    async with gateway.client() as client:
+        follow = client.stream("GET", f"/ask/{resumed}/events", headers=app.auth)
+        async with follow as response:
+            assert response.status_code == 200, await response.aread()
+            names = [e.name async for e in sse_events(response) if not e.is_comment]
+        assert names[-1] == "done", names
+        await _leave_after_first_delta(gateway, app)  # nobody comes back: it expires
+        await scrape_until(gateway, moved("orchestra_streams_expired_total"), timeout=10)
+        body = {"prompt": LONG}
+        async with client.stream("POST", "/ask", json=body, headers=app.auth) as response:
+            seen: list[str] = []
+            async for event in sse_events(response):
+                if event.is_comment:
+                    continue
+                if not seen:
+                    request_id = response.headers["x-request-id"]
+                    async with gateway.client() as other:
+                        cancel = await other.post(f"/ask/{request_id}/cancel", headers=app.auth)
+                    assert cancel.is_success, cancel.text
+                seen.append(event.json.get("code", event.name))
+        assert seen[-1] == "cancelled", seen
+        for _ in range(3 * MEMORY_BYTES // 1024):  # ended answers, kept for replay: evicted
+            assert (await ask_stream(client, app, {"prompt": "hi"})).events[-1].name == "done"
+    after = await scrape_until(gateway, moved("orchestra_streams_evicted_total"), timeout=10)
+    return before, after
+
+
+def test_the_stream_panels_series_move_with_real_streams(
+    streaming: Gateway, fake: Fake, issued_secrets: set[str]
+) -> None:
+    shown = {
+        family(name)
+        for expr in all_expressions()
+        for name in metric_names(expr)
+        if name.startswith("orchestra_streams_")
+    }
+    assert shown == {*STREAM_COUNTERS, STREAM_GAUGE}, shown
+    before, after = anyio.run(_stream_traffic, streaming, fake, issued_secrets)
+    for name in STREAM_COUNTERS:
+        assert after.value(name) > before.value(name), name
+    assert 0 < after.value(STREAM_GAUGE) <= MEMORY_BYTES
 
 
 # --- with several workers (prometheus-client's multiprocess mode) -------------------------
@@ -563,6 +721,7 @@ def test_the_alerts_fire_on_the_series_the_gateway_exposes(promtool: str, tmp_pa
                     {"series": 'orchestra_dependency_up{dependency="redis"}', "values": "1 1 0x30"},
                     {"series": 'orchestra_dependency_up{dependency="database"}', "values": "1x30"},
                     {"series": 'up{job="orchestra"}', "values": "1x30"},
+                    *NEWER_SERIES,
                 ],
                 "alert_rule_test": [
                     {
@@ -602,6 +761,7 @@ def test_the_alerts_fire_on_the_series_the_gateway_exposes(promtool: str, tmp_pa
                     # "bad" still completes requests: its upstream is not down.
                     {"eval_time": "15m", "alertname": "OrchestraUpstreamDown", "exp_alerts": []},
                     {"eval_time": "15m", "alertname": "OrchestraRecordsDropped", "exp_alerts": []},
+                    *newer_alert_tests(),
                 ],
             }
         ],
@@ -610,6 +770,74 @@ def test_the_alerts_fire_on_the_series_the_gateway_exposes(promtool: str, tmp_pa
     unit.write_text(yaml.safe_dump(tests, sort_keys=False))
     output = run_promtool(promtool, "test", "rules", str(unit), cwd=tmp_path)
     assert "SUCCESS" in output, output
+
+
+def _stream_series(name: str, instance: str, values: str) -> dict[str, str]:
+    return {"series": f'{name}{{instance="{instance}",job="orchestra"}}', "values": values}
+
+
+# Sessions, per-user limits and streams: "bad" and gw-1 misbehave, "good" and gw-2 do not.
+NEWER_SERIES = [
+    {"series": 'orchestra_sessions_total{app="bad",outcome="minted"}', "values": "0+60x45"},
+    {"series": 'orchestra_sessions_total{app="bad",outcome="refused"}', "values": "0+60x45"},
+    {"series": 'orchestra_sessions_total{app="good",outcome="minted"}', "values": "0+60x45"},
+    {"series": 'orchestra_sessions_total{app="good",outcome="refused"}', "values": "0+1x45"},
+    # Half of bad's requests (1 a second) hit alice's or bob's own limit; good's almost none.
+    {
+        "series": 'orchestra_quota_rejections_total{app="bad",limit="user_rpm"}',
+        "values": "0+30x45",
+    },
+    {
+        "series": 'orchestra_quota_rejections_total{app="good",limit="user_tpm"}',
+        "values": "0+1x45",
+    },
+    _stream_series("orchestra_streams_evicted_total", "gw-1:8000", "0+2x45"),
+    _stream_series("orchestra_streams_evicted_total", "gw-2:8000", "0x45"),
+    _stream_series("orchestra_streams_detached_total", "gw-1:8000", "0+4x45"),
+    _stream_series("orchestra_streams_expired_total", "gw-1:8000", "0+3x45"),
+    _stream_series("orchestra_streams_detached_total", "gw-2:8000", "0+10x45"),
+    _stream_series("orchestra_streams_expired_total", "gw-2:8000", "0+1x45"),
+]
+
+
+def newer_alert_tests() -> list[dict[str, Any]]:
+    """Each newer alert fires for the misbehaving app or instance only, with its runbook."""
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+
+    def fires(alert: str, at: str, labels: dict[str, str], summary: str) -> dict[str, Any]:
+        rule = rules[alert]
+        annotations = {"summary": summary, "description": rule["annotations"]["description"]}
+        expected = {"exp_labels": {**rule["labels"], **labels}, "exp_annotations": annotations}
+        return {"eval_time": at, "alertname": alert, "exp_alerts": [expected]}
+
+    return [
+        fires(
+            "OrchestraSessionRefusalsSpike",
+            "25m",
+            {"app": "bad"},
+            "bad: more than a quarter of its session requests are refused",
+        ),
+        fires(
+            "OrchestraUserQuotaRejectionsHigh",
+            "25m",
+            {"app": "bad"},
+            "bad: over 10% of its requests hit a per-user limit",
+        ),
+        fires(
+            "OrchestraStreamsEvicted",
+            "25m",
+            {"instance": "gw-1:8000"},
+            "gw-1:8000 evicts ended answers to stay under its memory bound",
+        ),
+        fires(
+            "OrchestraStreamsExpiring",
+            "40m",
+            {"instance": "gw-1:8000"},
+            "gw-1:8000: most detached answers are never resumed",
+        ),
+        # Not yet: the detach rule waits 30 minutes.
+        {"eval_time": "25m", "alertname": "OrchestraStreamsExpiring", "exp_alerts": []},
+    ]
 
 
 def test_no_rule_file_is_left_out() -> None:

@@ -56,6 +56,7 @@ UPSTREAM_ERRORS = "orchestra_upstream_errors_total"
 UPSTREAM_DURATION = "orchestra_upstream_duration_seconds"
 ACTIVE = "orchestra_active_streams"
 OVERHEAD = "orchestra_gateway_overhead_seconds"
+SESSIONS = "orchestra_sessions_total"
 
 # gpt-4o-mini's default price, USD per token (gateway.settings.DEFAULT_PRICES).
 PROMPT_PRICE, COMPLETION_PRICE = 0.15 / 1e6, 0.60 / 1e6
@@ -194,6 +195,30 @@ async def test_a_users_quota_rejection_is_counted_as_user_limit_without_the_user
     assert after.total(QUOTA, app=app.name) == 1
     # Metrics never name a user (unbounded cardinality).
     assert "u-secret-42" not in after.text
+
+
+async def test_sessions_minted_and_refused_are_counted_per_app(
+    client: httpx.AsyncClient, gateway: Gateway, apps: Apps
+) -> None:
+    app = await apps.add()
+    before = await scrape(gateway)
+    minted = await client.post("/sessions", json={"user": "u-secret-43"}, headers=app.auth)
+    assert minted.status_code == 201, minted.text
+    user = {"Authorization": f"Bearer {minted.json()['token']}"}
+    refusals = [
+        (user, {"user": "other"}, 403),  # an end user's token cannot mint
+        (app.auth, {"user": ""}, 422),  # a bad body, from the app's own backend
+        ({"Authorization": "Bearer orc_not-a-token"}, {"user": "x"}, 401),  # names no app
+    ]
+    for headers, body, status in refusals:
+        refused = await client.post("/sessions", json=body, headers=headers)
+        assert refused.status_code == status, refused.text
+    after = await scrape(gateway)
+    assert after.value(SESSIONS, app=app.name, outcome="minted") == 1
+    assert after.value(SESSIONS, app=app.name, outcome="refused") == 2
+    unknown = {"app": "unknown", "outcome": "refused"}
+    assert after.value(SESSIONS, **unknown) == before.value(SESSIONS, **unknown) + 1
+    assert "u-secret-43" not in after.text and minted.json()["token"] not in after.text
 
 
 @pytest.mark.parametrize(
