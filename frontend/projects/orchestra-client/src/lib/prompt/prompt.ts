@@ -99,6 +99,8 @@ export class Prompt implements OnInit {
   private readonly restored = signal(false);
   /** The prompt of the exchange shown in the answer region (conversation mode). */
   private currentPrompt: string | null = null;
+  /** Whether the conversation id was looked at yet (the first time is the page's start). */
+  private threadLoaded = false;
 
   constructor() {
     // Keep the running answer for a reload; cleared when it ends (done, error, cancelled).
@@ -116,11 +118,17 @@ export class Prompt implements OnInit {
         return;
       }
       untracked(() => {
+        const first = !this.threadLoaded;
+        this.threadLoaded = true;
         if (this.threads.shows(id)) {
           return;
         }
-        this.session.reset();
-        this.currentPrompt = null;
+        // The page's first load only fills the thread: an answer picked up after a reload
+        // (ngOnInit) goes on below it.
+        if (!first) {
+          this.session.reset();
+          this.currentPrompt = null;
+        }
         if (id === null) {
           this.threads.adopt(null);
         } else {
