@@ -270,7 +270,15 @@ def test_the_dashboard_has_the_panels_the_operators_need() -> None:
     for metric in (*STREAM_COUNTERS, STREAM_GAUGE):
         assert using(metric), f"no panel shows {metric}"
     rows = [p["title"] for p in dashboard()["panels"] if p["type"] == "row"]
-    assert rows == ["End users & sessions", "Streams: detach, resume, cancel"], rows
+    assert rows == [
+        "End users & sessions",
+        "Streams: detach, resume, cancel",
+        "Answer cache",
+    ], rows
+    for metric in ("orchestra_cache_hits_total", "orchestra_cache_misses_total"):
+        assert using(metric), f"no panel shows {metric}"
+        assert all("app" in grouping_labels(e) for e in using(metric)), metric
+    assert using("orchestra_cache_evictions_total"), "no panel shows cache evictions"
     sessions = using("orchestra_sessions_total")
     assert any("outcome" in grouping_labels(e) for e in sessions), "minted and refused apart"
     rejections = using("orchestra_quota_rejections_total")
@@ -314,6 +322,7 @@ def test_the_alert_rules_cover_what_the_issue_asks_for() -> None:
         "session refusals spike": "orchestra_sessions_total",
         "answers evicted (memory bound too low)": "orchestra_streams_evicted_total",
         "detached answers expire unread": "orchestra_streams_expired_total",
+        "cache evictions high": "orchestra_cache_evictions_total",
     }
     for what, metric in wanted.items():
         assert any(metric in metric_names(str(r["expr"])) for r in rules.values()), what
@@ -355,7 +364,9 @@ async def _traffic(gateway: Gateway, fake: Fake, issued: set[str]) -> Scrape:
     down = await apps.add(base_url=f"http://127.0.0.1:{free_port()}/v1")
     users = await apps.add()
     await gateway.cli("quotas", "set", users.name, "--user-rpm", "1")
-    names = [ok.name, limited.name, down.name, users.name]
+    cached = await apps.add()
+    await gateway.cli("apps", "update", cached.name, "--cache-ttl", "10m")
+    names = [ok.name, limited.name, down.name, users.name, cached.name]
     async with gateway.client() as client:
         alice = await session_for(client, users, "alice", issued)
         # An end user's token cannot mint sessions: refused, and counted against its app.
@@ -374,6 +385,9 @@ async def _traffic(gateway: Gateway, fake: Fake, issued: set[str]) -> Scrape:
         for prompt in ("[fail:500]", "[hang]"):
             await client.post("/ask", json={"prompt": prompt}, headers=ok.auth)
         await client.post("/ask", json={"prompt": "hi"}, headers=down.auth)
+        for _ in range(2):  # a miss, then a hit
+            same = {"prompt": "cache me", "stream": False, "temperature": 0}
+            assert (await client.post("/ask", json=same, headers=cached.auth)).is_success
 
     def settled(s: Scrape) -> bool:
         counts = [s.total("orchestra_requests_total", app=name) for name in names]
@@ -384,7 +398,9 @@ async def _traffic(gateway: Gateway, fake: Fake, issued: set[str]) -> Scrape:
         ]
         per_user = s.value("orchestra_quota_rejections_total", app=users.name, limit="user_rpm")
         return (
-            counts == [4, 2, 1, 2]
+            counts == [4, 2, 1, 2, 2]
+            and s.value("orchestra_cache_hits_total", app=cached.name) == 1
+            and s.value("orchestra_cache_misses_total", app=cached.name) == 1
             and rated == 2
             and sessions == [1, 1]
             and per_user == 1
