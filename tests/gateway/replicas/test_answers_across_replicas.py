@@ -14,6 +14,7 @@ import anyio
 import httpx
 import pytest
 
+from gateway.services.views import QuotaLimits
 from tests.gateway.http.conftest import SSEEvent, sse_events
 from tests.gateway.replicas.conftest import (
     AppHandle,
@@ -60,6 +61,14 @@ async def read_events(
             if until is None:
                 raise
     return request_id, seen
+
+
+def counter(exposition: str, name: str) -> float:
+    """An unlabelled counter's value in a Prometheus exposition (0 when absent)."""
+    for line in exposition.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def text_of(events: list[SSEEvent]) -> str:
@@ -196,7 +205,7 @@ async def test_a_killed_producer_ends_its_remote_readers_with_an_error(cluster: 
             with anyio.fail_after(15):
                 await streaming.wait()
             tasks.start_soon(follow_on_b)
-            await anyio.sleep(1.5)  # B follows the live answer
+            await anyio.sleep(4)  # longer than the alive key lasts: the heartbeat keeps it
             assert not remote  # still following: the answer runs for 30 s
             await anyio.to_thread.run_sync(victim.kill)
             killed_at = time.monotonic()
@@ -207,3 +216,24 @@ async def test_a_killed_producer_ends_its_remote_readers_with_an_error(cluster: 
         assert ended_at - killed_at < DEATH_BOUND_S
     finally:
         victim.stop()
+
+
+async def test_redis_down_leaves_local_answers_whole_and_is_counted(cluster: Cluster) -> None:
+    """The relay is a convenience: without Redis, an answer streams and resumes locally."""
+    await wait_http_async(cluster.pair, "/status")
+    app = await cluster.add_app("relay-down", QuotaLimits(rpm=1000))  # fail_open without Redis
+    name = "orchestra_streams_relay_failures_total"
+    async with httpx.AsyncClient(base_url=cluster.pair[0].url, timeout=20) as http:
+        before = counter((await http.get("/metrics")).text, name)
+        cluster.own_redis.stop()
+        try:
+            request_id, events = await read_events(
+                http, "POST", "/ask", app, body={"prompt": "Alone [tokens:8]"}
+            )
+            _, replay = await read_events(http, "GET", f"/ask/{request_id}/events", app)
+        finally:
+            cluster.own_redis.start()
+        after = counter((await http.get("/metrics")).text, name)
+    assert events[-1].name == "done", events[-1]
+    assert [e.data for e in replay] == [e.data for e in events]
+    assert after > before
