@@ -132,6 +132,10 @@ async def keep_alive(redis: Redis, request_ids: Sequence[str], *, alive_s: int, 
 
 
 async def find_owner(redis: Redis, request_id: str) -> Owner | None:
+    """Who may read the answer; None for an unknown id, or one that cannot be ours (the id
+    comes from a URL: it must not name another key, such as ``…:events``)."""
+    if not _REQUEST_ID.fullmatch(request_id.encode()):
+        return None
     try:
         fields: dict[bytes, bytes] = await redis.hgetall(_key(request_id))  # type: ignore[assignment]
     except _errors() as exc:

@@ -88,8 +88,7 @@ async def follow_answer(request_id: str, request: Request) -> Response:
     if live is None:
         assert resources.relay is not None
         await resources.relay.replayable(request_id, after)
-        if resources.metrics is not None:
-            resources.metrics.streams_resumed.inc()
+        resources.metrics.streams_resumed.inc()
         encode_error = error_encoder(request_id)
         return EventStream(
             resources.relay.follow(request_id, after, encode_error),

@@ -163,8 +163,9 @@ async def test_another_apps_token_on_another_replica_gets_404(cluster: Cluster) 
             response = await on_b.request(method, f"/ask/{request_id}/{path}", headers=other.auth)
             assert response.status_code == 404, response.text
             assert response.json()["error"]["code"] == "not_found"
-        unknown = await on_b.get("/ask/req_doesnotexist/events", headers=owner.auth)
-        assert unknown.status_code == 404
+        for unknown_id in ("req_doesnotexist", f"{request_id}:events"):  # not another key
+            unknown = await on_b.get(f"/ask/{unknown_id}/events", headers=owner.auth)
+            assert unknown.status_code == 404, unknown.text
         # The owner reads it on B: the 404 above was the token's, not the replica's.
         _, replay = await read_events(on_b, "GET", f"/ask/{request_id}/events", owner)
     assert replay[-1].name == "done"
