@@ -75,12 +75,6 @@ class AnswerRelay:
         request_id, log = live.request_id, live.log
         self._live[request_id] = live
         try:
-            try:
-                await events.open_answer(
-                    self._redis, request_id, live.app_id, live.user, alive_s=ALIVE_S, ttl=self._ttl
-                )
-            except RelayLost as lost:
-                self._failed("an answer could not be announced to other replicas", lost)
             position = 0
             while True:
                 batch = log.since(position)
@@ -98,9 +92,10 @@ class AnswerRelay:
                         request_id,
                         position + 1,
                         batch,
+                        owner=(live.app_id, live.user) if position == 0 else None,
                         last=last,
                         maxlen=self._maxlen,
-                        ended_at=time.time(),
+                        alive_s=ALIVE_S,
                         ttl=self._ttl,
                     )
                 except RelayLost as lost:
@@ -191,15 +186,15 @@ class AnswerRelay:
         while True:
             error: GatewayError | None = None
             try:
-                batch = await events.read_events(
+                batches = await events.read_events(
                     self._reader, request_id, position, block_ms=int(BLOCK_S * 1000)
                 )
-                if not batch and not await events.is_alive(self._redis, request_id):
+                if not batches and not await events.is_alive(self._redis, request_id):
                     # The last event may have landed between the read and the check.
-                    batch = await events.read_events(
+                    batches = await events.read_events(
                         self._reader, request_id, position, block_ms=None
                     )
-                    if not batch:
+                    if not batches:
                         error = UpstreamError("The gateway producing the answer stopped.")
             except RelayLost as lost:
                 self._failed("an answer's events could not be read", lost)
@@ -208,13 +203,13 @@ class AnswerRelay:
                 yield encode_error(error, position + 1)
                 return
             chunks = []
-            for event_id, data, last in batch:
-                if event_id != position + 1:  # trimmed while we read: a gap, not a resume
+            for batch in batches:
+                if batch.first > position + 1:  # trimmed while we read: a gap, not a resume
                     yield encode_error(StreamExpired("Events were lost; retry."), position + 1)
                     return
-                position = event_id
-                chunks.append(data)
-                if last:
+                chunks.append(batch.after(position))
+                position = batch.last
+                if batch.final:
                     yield b"".join(chunks)
                     return
             if chunks:

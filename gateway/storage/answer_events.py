@@ -5,8 +5,9 @@ Per answer (``{id}`` is its request id):
 - ``orc:answer:{id}`` a hash: ``app_id``, ``user`` (empty: none), ``state`` (``running`` or
   ``ended``) and ``ended_at`` (Unix time), so any replica decides 404 and 410;
 - ``orc:answer:{id}:events`` a stream whose entry ids are the events' ids (``N-0``): a reader
-  resumes after N with ``XREAD`` from ``N-0``; field ``d`` holds the encoded SSE event, and the
-  answer's last event also has ``e``;
+  resumes after N with ``XREAD`` from ``N-0``. One entry per batch of events the producer
+  appended together (its id is the batch's last event's, field ``f`` its first's, ``d`` the
+  encoded SSE events); the entry with the answer's last event also has ``e``;
 - ``orc:answer:{id}:alive`` a key with a short TTL that the producing process refreshes: gone
   while the answer has no last event means its producer died.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -69,19 +71,25 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (RedisError, OSError, TimeoutError)
 
 
-async def open_answer(
-    redis: Redis, request_id: str, app_id: str, user: str | None, *, alive_s: int, ttl: int
-) -> None:
-    try:
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.hset(
-                _key(request_id), mapping={"app_id": app_id, "user": user or "", "state": "running"}
-            )
-            pipe.expire(_key(request_id), ttl)
-            pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
-            await pipe.execute()
-    except _errors() as exc:
-        raise RelayLost(type(exc).__name__) from None
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Events the producer appended together: ids ``first``..``last``, one stream entry."""
+
+    first: int
+    last: int
+    data: bytes  # the encoded SSE events, each ending with a blank line
+    final: bool  # the answer's last event is in it
+
+    def after(self, position: int) -> bytes:
+        """The events of this batch after id ``position``."""
+        if position < self.first:
+            return self.data
+        parts = self.data.split(EVENT_END)[: self.last - self.first + 1]
+        return b"".join(part + EVENT_END for part in parts[position - self.first + 1 :])
+
+
+#: What ends an SSE event (its data never holds a blank line: JSON on one line).
+EVENT_END = b"\n\n"
 
 
 async def append_events(
@@ -90,22 +98,36 @@ async def append_events(
     first_id: int,
     events: Sequence[bytes],
     *,
+    owner: tuple[str, str | None] | None,
     last: bool,
     maxlen: int,
-    ended_at: float,
+    alive_s: int,
     ttl: int,
 ) -> None:
-    """XADD ``events`` (ids from ``first_id``) in one round trip; ``last``: the answer ended."""
+    """One entry for ``events`` (ids from ``first_id``), in one round trip with the owner
+    (``owner``: the answer's first batch) or the end (``last``: the answer ended)."""
     key = _key(request_id, ":events")
+    last_id = first_id + len(events) - 1
+    fields: dict[Any, Any] = {"f": first_id, "d": b"".join(events)}
+    if last:
+        fields["e"] = b"1"
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            for offset, data in enumerate(events):
-                fields: dict[Any, Any] = {"d": data}
-                if last and offset == len(events) - 1:
-                    fields["e"] = b"1"
-                pipe.xadd(key, fields, id=f"{first_id + offset}-0", maxlen=maxlen, approximate=True)
+            if owner is not None:
+                app_id, user = owner
+                mapping: dict[Any, Any] = {
+                    "app_id": app_id,
+                    "user": user or "",
+                    "state": "running",
+                }
+                pipe.hset(_key(request_id), mapping=mapping)
+                pipe.expire(_key(request_id), ttl)
+                pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
+            pipe.xadd(key, fields, id=f"{last_id}-0", maxlen=maxlen, approximate=True)
             if last:
-                pipe.hset(_key(request_id), mapping={"state": "ended", "ended_at": repr(ended_at)})
+                pipe.hset(
+                    _key(request_id), mapping={"state": "ended", "ended_at": repr(time.time())}
+                )
                 # The owner outlives the events: past the retention, a 410 rather than a 404.
                 pipe.expire(_key(request_id), 2 * ttl)
                 pipe.expire(key, ttl)
@@ -161,25 +183,27 @@ async def first_event_id(redis: Redis, request_id: str) -> int | None:
         entries: Any = await redis.xrange(_key(request_id, ":events"), count=1)
     except _errors() as exc:
         raise RelayLost(type(exc).__name__) from None
-    return int(entries[0][0].split(b"-")[0]) if entries else None
+    return int(entries[0][1].get(b"f", b"0")) if entries else None
 
 
 async def read_events(
-    redis: Redis, request_id: str, after: int, *, block_ms: int | None, count: int = 256
-) -> list[tuple[int, bytes, bool]]:
-    """The events after id ``after`` (waiting up to ``block_ms`` for one, None: not at all;
-    never 0, which Redis takes as forever): (id, data, last)."""
+    redis: Redis, request_id: str, after: int, *, block_ms: int | None, count: int = 64
+) -> list[Batch]:
+    """The batches holding events after id ``after`` (waiting up to ``block_ms`` for one,
+    None: not at all; never 0, which Redis takes as forever)."""
     try:
         answer: Any = await redis.xread(
             {_key(request_id, ":events"): f"{after}-0"}, count=count, block=block_ms
         )
     except _errors() as exc:
         raise RelayLost(type(exc).__name__) from None
-    events: list[tuple[int, bytes, bool]] = []
+    batches: list[Batch] = []
     for _stream, entries in answer or ():
         for entry_id, fields in entries:
-            events.append((int(entry_id.split(b"-")[0]), fields.get(b"d", b""), b"e" in fields))
-    return events
+            last = int(entry_id.split(b"-")[0])
+            first = int(fields.get(b"f", last))
+            batches.append(Batch(first, last, fields.get(b"d", b""), b"e" in fields))
+    return batches
 
 
 async def is_alive(redis: Redis, request_id: str) -> bool:
