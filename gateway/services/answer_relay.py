@@ -2,7 +2,7 @@
 
 The producing process mirrors each resumable answer's log to Redis
 (``gateway.storage.answer_events``): one task per answer follows the log as a reader would and
-adds each batch of events in one round trip; one loop refreshes every running answer's
+adds what came in each ``FLUSH_S`` in one round trip; one loop refreshes every running answer's
 ``alive`` key in one round trip a second. A replica that does not hold an answer reads it from
 Redis (``follow``), and ends it with ``upstream_error`` when the producer stopped refreshing
 its ``alive`` key before the answer's last event. Cancels are published; every replica's
@@ -41,6 +41,9 @@ LISTEN_TIMEOUT_S = 1.0
 RESUBSCRIBE_MIN_S = 0.5
 RESUBSCRIBE_MAX_S = 10.0
 RETRY_S = 0.5
+#: The producer writes an answer's events at most this often (an answer shorter than this:
+#: once, with its owner and its end); a remote reader is that much behind, at most.
+FLUSH_S = 0.05
 #: A stream's MAXLEN is a count: the byte bound over a small event's size.
 SMALL_EVENT_BYTES = 32
 
@@ -85,6 +88,11 @@ class AnswerRelay:
                         return
                     await log.wait()
                     continue
+                if not log.ended:  # gather what comes meanwhile: one write per FLUSH_S
+                    await anyio.sleep(FLUSH_S)
+                    batch = log.since(position)
+                    if batch is None:
+                        return
                 last = log.ended and position + len(batch) >= log.last_id
                 try:
                     await events.append_events(
