@@ -50,6 +50,8 @@ from gateway.upstream.resilience import CircuitBreakers, ResilientUpstream, Retr
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from gateway.services.answer_relay import AnswerRelay
+
 
 def open_redis(url: str, *, timeout: float) -> tuple[Redis, QuotaCounters]:
     """The Redis client and the quota counters on it (imported here: ~6 MB that a gateway on
@@ -72,6 +74,26 @@ def open_redis(url: str, *, timeout: float) -> tuple[Redis, QuotaCounters]:
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     return redis, RedisCounters(redis)
+
+
+def open_relay(
+    settings: Settings, redis: Redis | None, metrics: Metrics
+) -> tuple[AnswerRelay | None, Redis | None]:
+    """With Redis: the relay of answers across replicas, and its client for blocking reads."""
+    if redis is None or settings.redis_url is None:
+        return None, None
+    from gateway.services.answer_relay import BLOCK_S, AnswerRelay
+    from gateway.storage.answer_events import connect_reader
+
+    reader = connect_reader(settings.redis_url, timeout=settings.redis_timeout_s, block_s=BLOCK_S)
+    relay = AnswerRelay(
+        redis,
+        reader,
+        retention_s=settings.stream_retention_s,
+        buffer_max_bytes=settings.stream_buffer_max_bytes,
+        metrics=metrics,
+    )
+    return relay, reader
 
 
 async def prune_forever(db: Database, days: int) -> None:
@@ -229,6 +251,7 @@ def lifespan_for(  # type: ignore[no-untyped-def]
             ttl=settings.auth_cache_ttl_s,
             oidc=OidcVerifier(identity_fetcher, refetch_interval_s=settings.oidc_key_refetch_s),
         )
+        relay, relay_reader = open_relay(settings, redis, metrics)
         app.state.resources = Resources(
             settings=settings,
             db=db,
@@ -253,6 +276,7 @@ def lifespan_for(  # type: ignore[no-untyped-def]
                 memory_max_bytes=settings.stream_memory_max_bytes,
                 metrics=metrics,
                 on_drain=drain.on_due,
+                mirror=relay,
             ),
             workflows=workflows,
             tracer=tracer,
@@ -262,6 +286,7 @@ def lifespan_for(  # type: ignore[no-untyped-def]
                 recorder=recorder,
                 metrics=metrics,
             ),
+            relay=relay,
         )
         try:
             async with anyio.create_task_group() as tasks:
@@ -270,6 +295,8 @@ def lifespan_for(  # type: ignore[no-untyped-def]
                 await tasks.start(workflows.run)
                 tasks.start_soon(watch_dependencies, app.state.resources)
                 tasks.start_soon(limiter.leases.run)  # keeps live answers' quota leases
+                if relay is not None:
+                    tasks.start_soon(relay.run, app.state.resources.streams)
                 tasks.start_soon(auth_epochs.run)  # revocations reach this process in < 2 s
                 tasks.start_soon(workflows.preload, partial(workflows_in_use, db))
                 tasks.start_soon(forget_owners_forever, db)
@@ -291,6 +318,8 @@ def lifespan_for(  # type: ignore[no-untyped-def]
                 await identity_fetcher.aclose()
                 if redis is not None:
                     await redis.aclose()
+                if relay_reader is not None:
+                    await relay_reader.aclose()
                 await db.close()
 
     return lifespan

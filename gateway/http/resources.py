@@ -11,6 +11,7 @@ from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import CallTracer
 from gateway.security.keyring import Keyring
 from gateway.services.answer_cache import AnswerCache
+from gateway.services.answer_relay import AnswerRelay
 from gateway.services.answer_streams import AnswerStreams
 from gateway.services.ask import AskDeps
 from gateway.services.auth_cache import AuthCache
@@ -50,6 +51,8 @@ class Resources:
     tracer: CallTracer | None = None
     #: The per-app answer cache (in memory, or on Redis when there is one).
     answer_cache: AnswerCache | None = None
+    #: Answers of other replicas, through Redis (None without Redis).
+    relay: AnswerRelay | None = None
     #: What every answer needs, built once.
     ask_deps: AskDeps = field(init=False)
 

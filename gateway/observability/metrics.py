@@ -241,6 +241,11 @@ class Metrics:
             "Ended answers dropped before their retention ended, to stay in the memory bound.",
             registry=r,
         )
+        self.streams_relay_failures = Counter(
+            "orchestra_streams_relay_failures_total",
+            "Redis calls of the answer relay (other replicas' readers and cancels) that failed.",
+            registry=r,
+        )
         self.streams_buffered_bytes = Gauge(
             "orchestra_streams_buffered_bytes",
             "Bytes of answer events held for replay by this process.",

@@ -47,6 +47,13 @@ class EventObserver(Protocol):
 #: Registers a callback for the shutdown's drain deadline; returns the unregister function.
 OnDrain = Callable[[Callable[[], None]], Callable[[], None]]
 
+
+class Mirror(Protocol):
+    """Copies an answer's log elsewhere (``gateway.services.answer_relay``: to Redis)."""
+
+    async def mirror(self, live: LiveAnswer) -> None: ...
+
+
 #: How many expired or evicted answers are remembered (410 for them rather than 404).
 TOMBSTONES = 10_000
 #: After an overflow, evict down to this share of the memory bound (not one answer per event).
@@ -90,12 +97,14 @@ class AnswerStreams:
         memory_max_bytes: int,
         metrics: Metrics | None = None,
         on_drain: OnDrain | None = None,
+        mirror: Mirror | None = None,
     ) -> None:
         self.grace_s = grace_s
         self.retention_s = retention_s
         self._buffer_max = buffer_max_bytes
         self._metrics = metrics
         self._on_drain = on_drain
+        self.mirror = mirror  # set once, before ``run``
         self._budget = Budget(memory_max_bytes, self._over_budget)
         self._live: dict[str, LiveAnswer] = {}
         self._ended: OrderedDict[str, LiveAnswer] = OrderedDict()  # oldest end first
@@ -143,6 +152,8 @@ class AnswerStreams:
         live = LiveAnswer(request_id, app_id, user, log, resumable, anyio.CancelScope())
         self._live[request_id] = live
         self._tasks.start_soon(self._produce, live, answer, encode, encode_error, failed, observe)
+        if self.mirror is not None and resumable:
+            self._tasks.start_soon(self.mirror.mirror, live)
         return live
 
     async def _produce(

@@ -14,12 +14,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from gateway.core.errors import InvalidRequest
+from gateway.core.errors import InvalidRequest, NotFound
 from gateway.http.deps import authenticate_app, resources_of
+from gateway.http.routes.ask import error_encoder
 from gateway.http.schemas.ask import AskStreamEvent
 from gateway.http.schemas.errors import error_responses
 from gateway.http.schemas.openapi import sse_content
-from gateway.http.streaming import AnswerReader
+from gateway.http.streaming import AnswerReader, EventStream
 from gateway.services.answer_streams import LiveAnswer
 
 router = APIRouter()
@@ -57,9 +58,17 @@ def _after(request: Request) -> int:
     return int(raw)
 
 
-async def _find(request: Request, request_id: str) -> LiveAnswer:
+async def _find(request: Request, request_id: str) -> LiveAnswer | None:
+    """The answer if this process holds it; None if another replica does (through Redis)."""
     ctx = await authenticate_app(request)
-    return resources_of(request).streams.find(request_id, ctx.app_id, ctx.user)
+    resources = resources_of(request)
+    try:
+        return resources.streams.find(request_id, ctx.app_id, ctx.user)
+    except NotFound:
+        if resources.relay is None:
+            raise
+    await resources.relay.check(request_id, ctx.app_id, ctx.user)
+    return None
 
 
 @router.get("/ask/{request_id}/events", **EVENTS_OPERATION)
@@ -67,6 +76,15 @@ async def follow_answer(request_id: str, request: Request) -> Response:
     resources = resources_of(request)
     after = _after(request)
     live = await _find(request, request_id)
+    if live is None:
+        assert resources.relay is not None
+        await resources.relay.replayable(request_id, after)
+        resources.metrics.streams_resumed.inc()
+        encode_error = error_encoder(request_id)
+        return EventStream(
+            resources.relay.follow(request_id, after, encode_error),
+            ping_interval=resources.settings.ping_interval_s,
+        )
     resources.streams.attach(live, after)
     return AnswerReader(
         resources.streams,
@@ -86,5 +104,9 @@ async def follow_answer(request_id: str, request: Request) -> Response:
 )
 async def cancel_answer(request_id: str, request: Request) -> Response:
     live = await _find(request, request_id)
-    resources_of(request).streams.cancel(live)
+    resources = resources_of(request)
+    if live is not None:
+        resources.streams.cancel(live)
+    elif resources.relay is not None:
+        await resources.relay.cancel(request_id)
     return JSONResponse({"request_id": request_id}, status_code=202)
