@@ -78,6 +78,17 @@ class AnswerRelay:
         request_id, log = live.request_id, live.log
         self._live[request_id] = live
         try:
+            try:
+                await events.announce_owner(
+                    self._redis,
+                    request_id,
+                    live.app_id,
+                    live.user,
+                    alive_s=ALIVE_S,
+                    ttl=self._ttl,
+                )
+            except RelayLost as lost:  # the first batch writes the owner again
+                self._failed("an answer's owner could not be relayed", lost)
             position = 0
             while True:
                 batch = log.since(position)
