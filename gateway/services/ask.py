@@ -302,7 +302,12 @@ class Answer:
         return Usage(prompt_tokens=prompt, completion_tokens=self._content_chunks)
 
     def fail(self, error: GatewayError) -> None:
-        """Record that the answer was ended by the gateway (e.g. a shutdown) with this error."""
+        """Record that the answer was ended by the gateway (e.g. a shutdown) with this error.
+
+        A no-op once the answer has ended or settled: its record tells how it really ended.
+        """
+        if self._ended or self._settled:
+            return
         self._error = error
 
     async def complete(self) -> Completion:

@@ -14,7 +14,8 @@ import orjson
 
 from gateway.core.errors import UpstreamError
 from gateway.core.redact import Redactor
-from gateway.upstream.openai import OpenAIStream, _stream_error
+from gateway.upstream.chat import OpenAIStream
+from gateway.upstream.errors import stream_error
 from gateway.upstream.sse import MESSAGE
 from gateway.upstream.types import (
     MAX_FINISH_REASON,
@@ -162,10 +163,10 @@ class ResponsesStream(OpenAIStream):
             await self._read(timeout)
         event_type, payload, _ = self._events.popleft()
         if event_type == b"error":
-            raise _stream_error(payload, Redactor(self._api_key))
+            raise stream_error(payload, Redactor(self._api_key))
         event = parse_event(payload)
         if event.event == "error":
-            raise _stream_error(payload, Redactor(self._api_key))
+            raise stream_error(payload, Redactor(self._api_key))
         if event.event == FAILED:
             raise _failed(payload, self._api_key)
         if event_type is not MESSAGE and event_type.decode(errors="replace") != event.event:
@@ -181,4 +182,4 @@ def _failed(payload: bytes, api_key: str) -> UpstreamError:
         error = orjson.loads(payload)["response"]["error"]
     except (ValueError, KeyError, TypeError):
         error = None
-    return _stream_error(orjson.dumps({"error": error}), Redactor(api_key))
+    return stream_error(orjson.dumps({"error": error}), Redactor(api_key))

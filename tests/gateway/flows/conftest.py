@@ -20,7 +20,7 @@ import pytest
 from gateway.flows.checkpoints import open_checkpoints
 from gateway.flows.runner import Runner, RunnerSettings
 from gateway.services import apps as app_service
-from tests.gateway.flows.doubles import ScriptedUpstream, WordModerator, request
+from tests.gateway.flows.doubles import WordModerator, request
 from tests.gateway.http.conftest import (
     AppHandle,
     Apps,
@@ -36,6 +36,7 @@ from tests.gateway.http.conftest import (
     slow_fake,
     start_servers,
 )
+from tests.support.upstream import ScriptedUpstream
 
 __all__ = ["apps", "client", "fake", "gateway", "issued_secrets", "slow_fake"]
 

@@ -9,14 +9,8 @@ import pytest
 from gateway.flows.answer import stream_answer, upstream_messages
 from gateway.flows.state import RunContext, ThreadState
 from gateway.upstream.tokenizer import count_messages
-from tests.gateway.flows.doubles import (
-    ScriptedUpstream,
-    WordModerator,
-    assistant,
-    request,
-    system,
-    user,
-)
+from tests.gateway.flows.doubles import WordModerator, assistant, request, system, user
+from tests.support.upstream import ScriptedUpstream
 
 pytestmark = pytest.mark.anyio
 

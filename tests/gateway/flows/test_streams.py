@@ -18,14 +18,8 @@ from gateway.core.errors import (
 from gateway.flows.state import RunContext
 from gateway.flows.streams import GraphStream, start_run
 from gateway.upstream.types import Chunk
-from tests.gateway.flows.doubles import (
-    ScriptedStream,
-    ScriptedUpstream,
-    WordModerator,
-    chunk,
-    request,
-    user,
-)
+from tests.gateway.flows.doubles import WordModerator, request, user
+from tests.support.upstream import ScriptedStream, ScriptedUpstream, chunk
 
 pytestmark = pytest.mark.anyio
 

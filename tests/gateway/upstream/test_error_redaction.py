@@ -9,7 +9,7 @@ import pytest
 
 from gateway.core.errors import UpstreamAuthFailed, UpstreamRateLimited, UpstreamRejected
 from gateway.core.redact import REDACTED, Redactor
-from gateway.upstream.openai import error_for_status
+from gateway.upstream.errors import error_for_status
 from gateway.upstream.types import ChatRequest
 
 KEYS = [

@@ -14,7 +14,8 @@ from contextlib import asynccontextmanager
 import pytest
 
 from gateway.core.errors import UpstreamError
-from gateway.upstream.openai import OpenAIStream, OpenAIUpstream
+from gateway.upstream.chat import OpenAIStream
+from gateway.upstream.openai import OpenAIUpstream
 from gateway.upstream.types import ChatRequest, Chunk
 from tests.gateway.upstream.raw_server import chunk_json, raw_server, raw_stream
 

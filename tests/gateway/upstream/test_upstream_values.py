@@ -9,7 +9,8 @@ import json
 import pytest
 
 from gateway.core.errors import UpstreamError
-from gateway.upstream.openai import OpenAIUpstream, parse_chunk, parse_completion
+from gateway.upstream.chat import parse_chunk, parse_completion
+from gateway.upstream.openai import OpenAIUpstream
 from gateway.upstream.types import MAX_TOKEN_COUNT, ChatRequest, Usage, token_count, usage_from
 from tests.gateway.upstream.raw_server import answer, raw_server
 

@@ -1,0 +1,221 @@
+"""The answers' producers: one per answer, readers that come and go, grace, cancel, shutdown,
+retention; every answer settled and recorded once, whoever reads it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+
+from gateway.core.errors import GatewayError, NotFound, StreamExpired
+from gateway.services.answer_log import AnswerLog
+from gateway.services.answer_streams import AnswerStreams, LiveAnswer
+from gateway.services.ask import Answer, AnswerEvent, Delta, Done
+from tests.gateway.services.conftest import Rig
+from tests.support.polling import poll
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize("database", ["sqlite"], indirect=True),
+    # The recorder's bulk insert goes through SQLModel's session.execute (as in storage's tests).
+    pytest.mark.filterwarnings(r"ignore:\s*.*session\.exec\(\):DeprecationWarning"),
+]
+
+
+def encode(event: AnswerEvent, event_id: int) -> bytes | None:
+    if isinstance(event, Delta):
+        return f"{event_id}:{event.chunk.text}".encode() if event.chunk.text else None
+    if isinstance(event, Done):
+        return f"{event_id}:done".encode()
+    return encode_error(event.error, event_id)
+
+
+def encode_error(error: GatewayError, event_id: int) -> bytes:
+    return f"{event_id}:error:{error.code}".encode()
+
+
+@asynccontextmanager
+async def hosted(
+    *, grace_s: float = 0, retention_s: float = 60, memory: int = 1 << 20
+) -> AsyncIterator[AnswerStreams]:
+    """The registry running in its own task group, as in the lifespan; leaving it is a shutdown."""
+    streams = AnswerStreams(
+        grace_s=grace_s,
+        retention_s=retention_s,
+        buffer_max_bytes=memory,
+        memory_max_bytes=memory,
+    )
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(streams.run)
+        yield streams
+        tasks.cancel_scope.cancel()
+
+
+async def started(rig: Rig, streams: AnswerStreams, *, resumable: bool = True) -> LiveAnswer:
+    answer: Answer = rig.answer()
+    await answer.open()
+    request_id = f"req_{len(rig.answers) - 1}"
+    return streams.start(
+        answer,
+        request_id=request_id,
+        app_id=rig.ctx.app_id,
+        user=None,
+        encode=encode,
+        encode_error=encode_error,
+        resumable=resumable,
+    )
+
+
+async def follow(log: AnswerLog, after: int = 0, *, count: int | None = None) -> list[bytes]:
+    """What a reader gets from ``after`` on: to the end, or ``count`` events."""
+    seen: list[bytes] = []
+    while count is None or len(seen) < count:
+        events = log.since(after + len(seen))
+        assert events is not None
+        seen.extend(events)
+        if not events:
+            if log.ended:
+                break
+            await log.wait()
+    return seen if count is None else seen[:count]
+
+
+async def retired(streams: AnswerStreams) -> None:
+    """Wait until no producer runs (each settles after ending its log)."""
+
+    async def running() -> int:
+        return streams.running
+
+    await poll(running, lambda n: n == 0)
+
+
+async def test_one_producer_streams_the_answer_settles_once_and_keeps_it(rig: Rig) -> None:
+    async with hosted() as streams:
+        live = await started(rig, streams)
+        assert await follow(live.log) == [b"1:one ", b"2:two ", b"3:three ", b"4:done"]
+        await retired(streams)
+        streams.detach(live)
+        assert streams.find("req_0", rig.ctx.app_id, None) is live
+        assert live.log.since(2) == [b"3:three ", b"4:done"]  # replayable after its end
+        with pytest.raises(NotFound):
+            streams.find("req_0", "another_app", None)
+    assert rig.upstream.streams[0].closed
+    assert (await rig.record())["outcome"] == "completed"
+    rig.settled_once(13)
+
+
+async def test_the_last_reader_leaving_without_grace_stops_the_answer(rig: Rig) -> None:
+    rig.upstream.delay = 0.05
+    async with hosted(grace_s=0) as streams:
+        live = await started(rig, streams)
+        assert await follow(live.log, count=1) == [b"1:one "]
+        streams.detach(live)
+        await retired(streams)
+    assert live.log.since(live.log.last_id - 1) == [f"{live.log.last_id}:error:cancelled".encode()]
+    assert rig.upstream.streams[0].closed
+    record = await rig.record()
+    assert (record["outcome"], record["http_status"]) == ("client_disconnected", 499)
+    assert len(rig.counters.settled) == 1
+
+
+async def test_a_reader_back_within_the_grace_gets_the_rest(rig: Rig) -> None:
+    rig.upstream.delay = 0.05
+    async with hosted(grace_s=30) as streams:
+        live = await started(rig, streams)
+        assert await follow(live.log, count=1) == [b"1:one "]
+        streams.detach(live)
+        await anyio.sleep(0.1)  # the answer goes on while nobody reads
+        streams.attach(live, 1)
+        assert await follow(live.log, 1) == [b"2:two ", b"3:three ", b"4:done"]
+        await retired(streams)
+    assert (await rig.record())["outcome"] == "completed"
+    rig.settled_once(13)
+
+
+async def test_nobody_back_within_the_grace_stops_the_answer(rig: Rig) -> None:
+    rig.upstream.delay = 0.3
+    async with hosted(grace_s=0.05) as streams:
+        live = await started(rig, streams)
+        streams.detach(live)
+        await retired(streams)
+    assert live.log.since(0)[-1].endswith(b":error:cancelled")  # type: ignore[index]
+    assert (await rig.record())["outcome"] == "client_disconnected"
+    assert len(rig.counters.settled) == 1
+
+
+async def test_cancel_ends_every_reader_with_an_error_and_records_cancelled(rig: Rig) -> None:
+    rig.upstream.delay = 0.05
+    async with hosted() as streams:
+        live = await started(rig, streams)
+        streams.attach(live, 0)  # a second reader
+        assert await follow(live.log, count=1) == [b"1:one "]
+        streams.cancel(live)
+        first, second = await follow(live.log), await follow(live.log)
+        assert first == second and first[-1].endswith(b":error:cancelled")
+        await retired(streams)
+    record = await rig.record()
+    assert (record["outcome"], record["http_status"]) == ("cancelled", 499)
+    assert len(rig.counters.settled) == 1
+
+
+async def test_a_shutdown_ends_a_running_answer_and_records_it(rig: Rig) -> None:
+    rig.upstream.delay = 0.05
+    async with hosted() as streams:
+        live = await started(rig, streams)
+        assert await follow(live.log, count=1) == [b"1:one "]
+    # Leaving the registry's task group cancelled the producer, as the lifespan's end does.
+    assert live.log.ended
+    assert live.log.since(0)[-1].endswith(b":error:shutting_down")  # type: ignore[index]
+    assert rig.upstream.streams[0].closed
+    record = await rig.record()
+    assert (record["outcome"], record["http_status"]) == ("shutdown", 503)
+    assert len(rig.counters.settled) == 1
+
+
+async def test_an_ended_answer_expires_after_its_retention(rig: Rig) -> None:
+    async with hosted(retention_s=0.2) as streams:
+        live = await started(rig, streams)
+        await follow(live.log)
+        await retired(streams)
+        streams.detach(live)
+
+        assert streams.buffered_bytes > 0
+
+        async def buffered() -> int:
+            return streams.buffered_bytes
+
+        await poll(buffered, lambda n: n == 0)  # the sweep forgot it and released its log
+        with pytest.raises(StreamExpired):  # its owner is told it expired (a tombstone)
+            streams.find("req_0", rig.ctx.app_id, None)
+        with pytest.raises(NotFound):  # anyone else, that it does not exist
+            streams.find("req_0", "another_app", None)
+    assert len(await rig.records()) == 1
+
+
+async def test_an_answer_that_cannot_be_resumed_is_not_found(rig: Rig) -> None:
+    async with hosted() as streams:
+        live = await started(rig, streams, resumable=False)
+        with pytest.raises(NotFound):
+            streams.find("req_0", rig.ctx.app_id, None)
+        await follow(live.log)
+        await retired(streams)
+        streams.detach(live)
+        assert streams.buffered_bytes == 0  # its only reader is done: nothing kept
+    assert (await rig.record())["outcome"] == "completed"
+
+
+async def test_every_answer_of_many_concurrent_ones_is_recorded_once(rig: Rig) -> None:
+    rig.upstream.delay = 0.01
+    async with hosted() as streams:
+        lives = [await started(rig, streams) for _ in range(5)]
+        streams.cancel(lives[1])
+        for live in lives:
+            await follow(live.log)
+        await retired(streams)
+    records = await rig.records()
+    assert [r["request_id"] for r in records] == [f"req_{n}" for n in range(5)]
+    assert [r["outcome"] for r in records].count("cancelled") == 1
+    assert len(rig.counters.settled) == 5
+    assert rig.deps.limiter.leases.held == 0
