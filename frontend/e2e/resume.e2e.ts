@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 
 import { launchBrowser } from './support/browser.ts';
+import { eventually } from './support/eventually.ts';
 import type { LogRecord } from './support/gateway-logs.ts';
 import { PromptPage } from './support/prompt-page.ts';
 import { type Stack, isStub, startStack } from './support/stack.ts';
@@ -21,24 +22,6 @@ const TEST = {
 };
 /** About 3 s of answer at the fake's pace: time to cut it in the middle. */
 const PROMPT = 'Tell me a long story about trains and tunnels [tokens:80]';
-
-async function eventually<T>(
-  probe: () => Promise<T | undefined>,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) {
-      return value;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 describe('<orc-prompt> resumes an answer', () => {
   let stack: Stack;
