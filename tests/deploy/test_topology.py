@@ -69,9 +69,10 @@ async def test_a_limit_holds_across_the_replicas_and_each_request_has_one_record
         statuses = Counter(o.status for o in outcomes)
         assert statuses == {200: 10, 429: 20}, statuses
         assert {o.error_code for o in outcomes if o.status == 429} == {"quota_exceeded"}
-        # The admitted answers came from more than one replica: one counter, shared.
+        # The 30 requests reached more than one replica, and still exactly 10 were admitted:
+        # one counter, shared. (Which replica's requests win the race is up to the scheduler.)
         served = topology.served_by()
-        assert len({served[o.request_id] for o in outcomes if o.status == 200}) > 1
+        assert len({served[o.request_id] for o in outcomes}) > 1
         records = await records_of(client, app, len(outcomes))
     assert sorted(r["request_id"] for r in records) == sorted(o.request_id for o in outcomes)
     assert Counter(r["outcome"] for r in records)["completed"] == 10, records
