@@ -44,6 +44,8 @@ RETRY_S = 0.5
 #: The producer writes an answer's events at most this often (an answer shorter than this:
 #: once, with its owner and its end); a remote reader is that much behind, at most.
 FLUSH_S = 0.05
+#: The first write waits only this long: enough for a short answer to end and go in one write.
+FIRST_FLUSH_S = 0.002
 #: A stream's MAXLEN is a count: the byte bound over a small event's size.
 SMALL_EVENT_BYTES = 32
 
@@ -78,17 +80,6 @@ class AnswerRelay:
         request_id, log = live.request_id, live.log
         self._live[request_id] = live
         try:
-            try:
-                await events.announce_owner(
-                    self._redis,
-                    request_id,
-                    live.app_id,
-                    live.user,
-                    alive_s=ALIVE_S,
-                    ttl=self._ttl,
-                )
-            except RelayLost as lost:  # the first batch writes the owner again
-                self._failed("an answer's owner could not be relayed", lost)
             position = 0
             while True:
                 batch = log.since(position)
@@ -100,7 +91,10 @@ class AnswerRelay:
                     await log.wait()
                     continue
                 if not log.ended:  # gather what comes meanwhile: one write per FLUSH_S
-                    await anyio.sleep(FLUSH_S)
+                    # The first write (with the owner) goes out at once: a reader or a cancel
+                    # on another replica may come as soon as the client has the first events.
+                    # A short answer still fits in one write.
+                    await anyio.sleep(FLUSH_S if position else FIRST_FLUSH_S)
                     batch = log.since(position)
                     if batch is None:
                         return

@@ -92,22 +92,6 @@ class Batch:
 EVENT_END = b"\n\n"
 
 
-async def announce_owner(
-    redis: Redis, request_id: str, app_id: str, user: str | None, *, alive_s: int, ttl: int
-) -> None:
-    """The answer's owner (and that it is alive), before any event: a reader or a cancel on
-    another replica may come as soon as the client has the answer's id."""
-    mapping: dict[Any, Any] = {"app_id": app_id, "user": user or "", "state": "running"}
-    try:
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.hset(_key(request_id), mapping=mapping)
-            pipe.expire(_key(request_id), ttl)
-            pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
-            await pipe.execute()
-    except _errors() as exc:
-        raise RelayLost(type(exc).__name__) from None
-
-
 async def append_events(
     redis: Redis,
     request_id: str,
