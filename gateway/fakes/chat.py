@@ -15,8 +15,6 @@ from gateway.fakes.asgi import (
     Scope,
     Send,
     new_id,
-    parse_json,
-    read_body,
     send_error,
     watch_disconnect,
 )
@@ -30,7 +28,7 @@ from gateway.fakes.prompt import (
     last_user_text,
     parse_directives,
 )
-from gateway.fakes.recorder import RequestRecord, traceparent_of
+from gateway.fakes.recorder import RequestRecord
 
 if TYPE_CHECKING:
     from gateway.fakes.openai_server import FakeOpenAIApp, FakeOpenAIConfig
@@ -64,23 +62,17 @@ class Plan:
 
 
 async def handle_chat(app: FakeOpenAIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    header, key, error = app.authorize(scope)
-    record = RequestRecord(
-        new_id("chatcmpl-"), scope["path"], header, traceparent=traceparent_of(scope)
+    begun = await app.begin(
+        scope,
+        receive,
+        send,
+        id_prefix="chatcmpl-",
+        validate=lambda valid, body: validate(valid, body, app.config.models),
+        streams=True,
     )
-    app.requests.add(record)
-    raw = await read_body(receive)
-    if raw is None:
-        record.finish("cancelled")
+    if begun is None:
         return
-    valid, body = parse_json(raw)
-    record.body = body
-    record.stream = isinstance(body, dict) and body.get("stream") is True
-    if error is None:
-        error = validate(valid, body, app.config.models)
-    if error is not None:
-        await send_error(send, error, record)
-        return
+    record, body, key = begun
     directives = parse_directives(last_user_text(body["messages"]))
     error = app.injected_error(directives.fail_status, key=key, model=body["model"])
     if error is not None:

@@ -24,16 +24,12 @@ from gateway.fakes.asgi import (
     Receive,
     Scope,
     Send,
-    new_id,
-    parse_json,
-    read_body,
     send_bytes,
     send_error,
     watch_disconnect,
 )
 from gateway.fakes.errors import ApiError
 from gateway.fakes.prompt import count_text_tokens, parse_directives
-from gateway.fakes.recorder import RequestRecord
 
 if TYPE_CHECKING:
     from gateway.fakes.openai_server import FakeOpenAIApp
@@ -125,20 +121,10 @@ def payload(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def handle_embeddings(app: FakeOpenAIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    header, key, error = app.authorize(scope)
-    record = RequestRecord(new_id("emb-"), scope["path"], header)
-    app.requests.add(record)
-    raw = await read_body(receive)
-    if raw is None:
-        record.finish("cancelled")
+    begun = await app.begin(scope, receive, send, id_prefix="emb-", validate=_validate)
+    if begun is None:
         return
-    valid, body = parse_json(raw)
-    record.body = body
-    if error is None:
-        error = _validate(valid, body)
-    if error is not None:
-        await send_error(send, error, record)
-        return
+    record, body, key = begun
     texts = [item for item in _inputs(body["input"]) or [] if isinstance(item, str)]
     directives = parse_directives("\n".join(texts))
     error = app.injected_error(directives.fail_status, key=key, model=body["model"])

@@ -11,16 +11,12 @@ from gateway.fakes.asgi import (
     Receive,
     Scope,
     Send,
-    new_id,
-    parse_json,
-    read_body,
     send_bytes,
     send_error,
     watch_disconnect,
 )
 from gateway.fakes.errors import ApiError
 from gateway.fakes.prompt import parse_directives
-from gateway.fakes.recorder import RequestRecord, traceparent_of
 
 if TYPE_CHECKING:
     from gateway.fakes.openai_server import FakeOpenAIApp
@@ -30,22 +26,10 @@ DEFAULT_MODEL = "omni-moderation-latest"
 
 
 async def handle_moderation(app: FakeOpenAIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    header, key, error = app.authorize(scope)
-    record = RequestRecord(
-        new_id("modr-"), scope["path"], header, traceparent=traceparent_of(scope)
-    )
-    app.requests.add(record)
-    raw = await read_body(receive)
-    if raw is None:
-        record.finish("cancelled")
+    begun = await app.begin(scope, receive, send, id_prefix="modr-", validate=_input_error)
+    if begun is None:
         return
-    valid, body = parse_json(raw)
-    record.body = body
-    if error is None:
-        error = _input_error(valid, body)
-    if error is not None:
-        await send_error(send, error, record)
-        return
+    record, body, key = begun
     model = str(body.get("model") or DEFAULT_MODEL)
     texts, has_image = _texts(body["input"])
     directives = parse_directives("\n".join(texts))

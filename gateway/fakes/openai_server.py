@@ -61,15 +61,28 @@ import json
 import logging
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.fakes import encoding, errors
-from gateway.fakes.asgi import ASGIApp, Receive, Scope, Send, run_blocking, send_bytes, send_error
+from gateway.fakes.asgi import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    new_id,
+    parse_json,
+    read_body,
+    run_blocking,
+    send_bytes,
+    send_error,
+)
 from gateway.fakes.chat import handle_chat
 from gateway.fakes.embeddings import handle_embeddings
 from gateway.fakes.errors import ApiError
 from gateway.fakes.moderation import handle_moderation
-from gateway.fakes.recorder import RequestLog
+from gateway.fakes.recorder import RequestLog, RequestRecord, traceparent_of
 from gateway.fakes.responses import StoredResponses, handle_create, handle_stored
 
 __all__ = ["ASGIApp", "FakeOpenAIApp", "FakeOpenAIConfig", "create_app", "serve"]
@@ -160,6 +173,39 @@ class FakeOpenAIApp:
             await send_bytes(send, 200, b'{"status":"ok"}')
         else:
             await send_error(send, errors.invalid_url(method, scope["path"]))
+
+    async def begin(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        id_prefix: str,
+        validate: Callable[[bool, Any], ApiError | None],
+        streams: bool = False,
+    ) -> tuple[RequestRecord, Any, str] | None:
+        """What every endpoint does first: authorize, record the request, read and validate its
+        JSON body. ``(record, body, key)``, or None once the request is answered (an error) or
+        gone (the client left before its body arrived)."""
+        header, key, error = self.authorize(scope)
+        record = RequestRecord(
+            new_id(id_prefix), scope["path"], header, traceparent=traceparent_of(scope)
+        )
+        self.requests.add(record)
+        raw = await read_body(receive)
+        if raw is None:
+            record.finish("cancelled")
+            return None
+        valid, body = parse_json(raw)
+        record.body = body
+        if streams:
+            record.stream = isinstance(body, dict) and body.get("stream") is True
+        if error is None:
+            error = validate(valid, body)
+        if error is not None:
+            await send_error(send, error, record)
+            return None
+        return record, body, key
 
     def authorize(self, scope: Scope) -> tuple[str | None, str, ApiError | None]:
         """``(Authorization header, key, error)`` for the request's bearer key."""

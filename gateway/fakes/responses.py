@@ -22,8 +22,6 @@ from gateway.fakes.asgi import (
     Scope,
     Send,
     new_id,
-    parse_json,
-    read_body,
     send_bytes,
     send_error,
     watch_disconnect,
@@ -109,21 +107,17 @@ def validate(valid: bool, body: Any, models: tuple[str, ...]) -> ApiError | None
 
 
 async def handle_create(app: FakeOpenAIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    header, key, error = app.authorize(scope)
-    record = RequestRecord(new_id("resp_"), scope["path"], header)
-    app.requests.add(record)
-    raw = await read_body(receive)
-    if raw is None:
-        record.finish("cancelled")
+    begun = await app.begin(
+        scope,
+        receive,
+        send,
+        id_prefix="resp_",
+        validate=lambda valid, body: validate(valid, body, app.config.models),
+        streams=True,
+    )
+    if begun is None:
         return
-    valid, body = parse_json(raw)
-    record.body = body
-    record.stream = isinstance(body, dict) and body.get("stream") is True
-    if error is None:
-        error = validate(valid, body, app.config.models)
-    if error is not None:
-        await send_error(send, error, record)
-        return
+    record, body, key = begun
     messages = messages_of(body)
     directives = parse_directives(last_user_text(messages))
     error = app.injected_error(directives.fail_status, key=key, model=body["model"])
