@@ -136,6 +136,21 @@ def running_gateway(
 
 
 @asynccontextmanager
+async def fresh_gateway(root: Path, *, name: str, **overrides: object) -> AsyncIterator[Gateway]:
+    """A gateway of its own on a new SQLite home in ``root`` (`orchestra init` first)."""
+    home = root / "home"
+    await anyio.to_thread.run_sync(run_cli, ["init"], child_env({"home": home}))
+    async with serving_gateway(
+        home,
+        root / "logs",
+        name=name,
+        database_url=f"sqlite+aiosqlite:///{home}/orchestra.db",
+        **overrides,
+    ) as gateway:
+        yield gateway
+
+
+@asynccontextmanager
 async def serving_gateway(
     home: Path, logs: Path, *, name: str = "gateway", **overrides: object
 ) -> AsyncIterator[Gateway]:

@@ -25,9 +25,7 @@ from tests.gateway.http.conftest import (
     Gateway,
     SSEEvent,
     assert_error,
-    child_env,
-    run_cli,
-    serving_gateway,
+    fresh_gateway,
     sse_events,
 )
 from tests.gateway.observability.conftest import scrape, scrape_until
@@ -41,13 +39,9 @@ LEASES = "orchestra_quota_leases"
 @pytest.fixture(scope="module")
 async def lease_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
     root = tmp_path_factory.mktemp("leases")
-    home = root / "home"
-    await anyio.to_thread.run_sync(run_cli, ["init"], child_env({"home": home}))
-    async with serving_gateway(
-        home,
-        root / "logs",
+    async with fresh_gateway(
+        root,
         name="lease-gateway",
-        database_url=f"sqlite+aiosqlite:///{home}/orchestra.db",
         reservation_ttl_s=TTL,
         first_token_timeout_s=30,
         idle_timeout_s=30,

@@ -28,10 +28,8 @@ from tests.gateway.http.conftest import (
     SSEEvent,
     ask_stream,
     assert_error,
-    child_env,
+    fresh_gateway,
     poll,
-    run_cli,
-    serving_gateway,
     sse_events,
     wait_for_records,
 )
@@ -50,13 +48,9 @@ LONG = "[tokens:60] [token-ms:25]"  # 1.5 s of answer: time to cut it and come b
 @pytest.fixture(scope="module")
 async def resume_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
     root = tmp_path_factory.mktemp("resume")
-    home = root / "home"
-    await anyio.to_thread.run_sync(run_cli, ["init"], child_env({"home": home}))
-    async with serving_gateway(
-        home,
-        root / "logs",
+    async with fresh_gateway(
+        root,
         name="resume-gateway",
-        database_url=f"sqlite+aiosqlite:///{home}/orchestra.db",
         stream_detach_grace_s=GRACE_S,
         stream_retention_s=RETENTION_S,
         reservation_ttl_s=LEASE_TTL_S,

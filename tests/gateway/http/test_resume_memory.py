@@ -19,10 +19,8 @@ from tests.gateway.http.conftest import (
     Apps,
     Fake,
     Gateway,
-    child_env,
+    fresh_gateway,
     poll,
-    run_cli,
-    serving_gateway,
 )
 from tests.gateway.observability.conftest import scrape
 
@@ -57,13 +55,9 @@ async def detach_after_headers(gateway: Gateway, app: AppHandle, prompt: str) ->
 async def test_a_thousand_detached_answers_stay_within_the_bound(
     tmp_path: Path, fake: Fake, issued_secrets: set[str]
 ) -> None:
-    home = tmp_path / "home"
-    await anyio.to_thread.run_sync(run_cli, ["init"], child_env({"home": home}))
-    async with serving_gateway(
-        home,
-        tmp_path / "logs",
+    async with fresh_gateway(
+        tmp_path,
         name="memory-gateway",
-        database_url=f"sqlite+aiosqlite:///{home}/orchestra.db",
         stream_detach_grace_s=600,
         stream_buffer_max_bytes=BUFFER,
         stream_memory_max_bytes=BOUND,
