@@ -111,27 +111,31 @@ async def append_events(
     fields: dict[Any, Any] = {"f": first_id, "d": b"".join(events)}
     if last:
         fields["e"] = b"1"
+    ended: dict[Any, Any] | None = (
+        {"state": "ended", "ended_at": repr(time.time())} if last else None
+    )
     try:
         async with redis.pipeline(transaction=False) as pipe:
             if owner is not None:
                 app_id, user = owner
+                # An answer whose first batch is also its last is written ended at once.
                 mapping: dict[Any, Any] = {
                     "app_id": app_id,
                     "user": user or "",
-                    "state": "running",
+                    **(ended or {"state": "running"}),
                 }
                 pipe.hset(_key(request_id), mapping=mapping)
-                pipe.expire(_key(request_id), ttl)
-                pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
+                if ended is None:
+                    pipe.expire(_key(request_id), ttl)
+                    pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
             pipe.xadd(key, fields, id=f"{last_id}-0", maxlen=maxlen, approximate=True)
-            if last:
-                pipe.hset(
-                    _key(request_id), mapping={"state": "ended", "ended_at": repr(time.time())}
-                )
+            if ended is not None:
+                if owner is None:
+                    pipe.hset(_key(request_id), mapping=ended)
                 # The owner outlives the events: past the retention, a 410 rather than a 404.
                 pipe.expire(_key(request_id), 2 * ttl)
                 pipe.expire(key, ttl)
-                pipe.delete(_key(request_id, ":alive"))
+                pipe.delete(_key(request_id, ":alive"))  # the heartbeat may have set it
             results = await pipe.execute(raise_on_error=False)
     except _errors() as exc:
         raise RelayLost(type(exc).__name__) from None
