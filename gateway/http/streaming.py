@@ -1,13 +1,15 @@
-"""An SSE response that reads an answer's event log, with pings and disconnect detection.
+"""SSE responses of answers, with pings and disconnect detection.
 
-The answer itself is produced elsewhere (``gateway.services.answer_streams``: one producer per
-answer, which settles and records it); this response is only one of its readers. Starlette's
-StreamingResponse only notices a disconnect when a send fails, so a reader of a silent answer
-would never learn that its client left. Here one plain task per request (``ClientWatch``)
-waits for ``http.disconnect`` and cancels whatever the request is doing at that moment: the
-work before the response starts (``ClientWatch.run``: the peek, or a whole non-streamed
-answer, raising ``ClientDisconnected``) or the following of the log. The reader then detaches,
-and the registry decides (grace, cancel). Pings come from a timer, not a task.
+An answer is produced by ``gateway.services.answer_streams`` (one producer per answer, which
+settles and records it). The response of the request that started it (``AnswerResponse``)
+runs that producer in its own task and is written to by it; any later reader
+(``AnswerReader``: a resume) follows the answer's log. Starlette's StreamingResponse only
+notices a disconnect when a send fails, so a reader of a silent answer would never learn that
+its client left. Here one plain task per request (``ClientWatch``) waits for
+``http.disconnect`` and then either cancels what the request is doing (``ClientWatch.run``:
+the work before the response starts, raising ``ClientDisconnected``; a reader following a
+log) or, for the producing response, detaches its reader: the answer goes on for the detach
+grace while the registry decides. Pings come from a timer, not a task.
 
 Why not task groups: two per answer (four tasks) cost more CPU than the rest of the stream's
 bookkeeping; a cancel scope cancelled from a callback gives the same structured cancellation.
@@ -48,6 +50,7 @@ class ClientWatch:
     def __init__(self, receive: Receive) -> None:
         self.gone = False
         self._scope: anyio.CancelScope | None = None
+        self._on_gone: Callable[[], None] | None = None
         self._task = asyncio.get_running_loop().create_task(self._listen(receive))
 
     async def _listen(self, receive: Receive) -> None:
@@ -58,6 +61,15 @@ class ClientWatch:
         self.gone = True
         if self._scope is not None:
             self._scope.cancel()
+        if self._on_gone is not None:
+            self._on_gone()
+
+    def on_gone(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the client leaves (at once if it has left), rather than
+        cancel anything."""
+        self._on_gone = callback
+        if self.gone:
+            callback()
 
     @contextmanager
     def guard(self) -> Iterator[anyio.CancelScope]:
@@ -114,8 +126,7 @@ class SSEResponse(Response):
             self._pinger = loop.call_later(self._ping_interval, self._ping_due, loop, send)
             self._open = True
             self._last_sent = loop.time()
-            with watch.guard():
-                await self._write(send, loop)
+            await self._follow(watch, send, loop)
         except (OSError, ClientDisconnect):
             pass  # the client went away while we were sending
         finally:
@@ -125,6 +136,13 @@ class SSEResponse(Response):
             watch.close()
             with anyio.CancelScope(shield=True):
                 await self._close()
+
+    async def _follow(
+        self, watch: ClientWatch, send: Send, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Write the body; the client's leaving cancels it."""
+        with watch.guard():
+            await self._write(send, loop)
 
     async def _write(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
         raise NotImplementedError
@@ -220,3 +238,55 @@ class AnswerReader(SSEResponse):
                 return
             else:
                 await log.wait()
+
+
+class AnswerResponse(SSEResponse):
+    """The response of the request that started ``live``: it runs the answer's producer, which
+    writes to this client itself. When the client leaves, the reader detaches and the producer
+    goes on (the registry stops it after the grace, or at once without one)."""
+
+    def __init__(
+        self,
+        streams: AnswerStreams,
+        live: LiveAnswer,
+        *,
+        ping_interval: float,
+        headers: Mapping[str, str] | None = None,
+        watch: ClientWatch | None = None,
+    ) -> None:
+        super().__init__(ping_interval=ping_interval, headers=headers, watch=watch)
+        self._streams = streams
+        self._live = live
+        self._attached = True
+        self._client_send: Send | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def _follow(
+        self, watch: ClientWatch, send: Send, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._client_send, self._loop = send, loop
+        watch.on_gone(self._leave)
+        await self._streams.produce(self._live, self)
+
+    async def deliver(self, data: bytes, *, last: bool) -> None:
+        """The producer's events (``Sink``): sent while the client is there."""
+        send, loop = self._client_send, self._loop
+        if not self._attached or send is None or loop is None:
+            return
+        try:
+            if last:
+                await self._end(send, data)
+            else:
+                await self._send(send, loop, data)
+        except (OSError, ClientDisconnect):
+            self._leave()
+
+    def _leave(self) -> None:
+        if self._attached:
+            self._attached = self._open = False
+            self._streams.detach(self._live)
+
+    async def _close(self) -> None:
+        self._leave()
+        if self._live.production is not None:  # the response never started: nobody reads
+            await self._streams.abandon(self._live)

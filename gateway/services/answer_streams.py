@@ -1,9 +1,11 @@
 """Answers that live on the gateway for a while: one producer each, any number of readers.
 
-An answer's producer (a task of this registry's task group) owns it: it reads the upstream
-through ``Answer.events()``, appends the encoded events to the answer's ``AnswerLog``, and
-settles it (quota, record) exactly once, however many readers came and went. An HTTP response
-is only a reader following the log (``gateway.http.streaming.SSEResponse``).
+An answer's producer owns it: it reads the upstream through ``Answer.events()``, appends the
+encoded events to the answer's ``AnswerLog``, and settles it (quota, record) exactly once,
+however many readers came and went. The producer runs in the task of the request that started
+the answer (``produce``), and writes to that request's client itself (a ``Sink``): with one
+reader, an event goes from the upstream read to the socket with no task or queue between them.
+Any other reader (a resume) follows the log (``gateway.http.streaming.AnswerReader``).
 
 When the last reader leaves a running answer, it goes on for ``grace_s`` (0: it is stopped at
 once); if nobody attaches meanwhile, it is stopped and recorded as ``client_disconnected``.
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 from loguru import logger
 
 from gateway.core.errors import Cancelled, GatewayError, NotFound, ShuttingDown, StreamExpired
@@ -49,9 +51,29 @@ OnDrain = Callable[[Callable[[], None]], Callable[[], None]]
 
 
 class Mirror(Protocol):
-    """Copies an answer's log elsewhere (``gateway.services.answer_relay``: to Redis)."""
+    """Copies answers' logs elsewhere (``gateway.services.answer_relay``: to Redis)."""
 
-    async def mirror(self, live: LiveAnswer) -> None: ...
+    def track(self, live: LiveAnswer) -> None:
+        """Copy ``live``'s log from now on, until its last event."""
+
+
+class Sink(Protocol):
+    """The client of the request that started the answer, written to by its producer."""
+
+    async def deliver(self, data: bytes, *, last: bool) -> None:
+        """Send ``data`` (``last``: the answer's last events); never raises: a client that is
+        gone is the sink's business (it detaches its reader)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Production:
+    """What the producer needs, from ``start`` to ``produce``."""
+
+    answer: Answer
+    encode: Encoder
+    encode_error: ErrorEncoder
+    failed: GatewayError | None
+    observe: EventObserver | None
 
 
 #: How many expired or evicted answers are remembered (410 for them rather than 404).
@@ -79,6 +101,8 @@ class LiveAnswer:
     stop_error: GatewayError | None = None
     stop_recorded: bool = False
     grace: asyncio.TimerHandle | None = None
+    #: Until ``produce`` takes it.
+    production: Production | None = None
 
     def stop(self, error: GatewayError, *, recorded: bool) -> None:
         if self.log.ended or self.stop_error is not None:
@@ -109,7 +133,7 @@ class AnswerStreams:
         self._live: dict[str, LiveAnswer] = {}
         self._ended: OrderedDict[str, LiveAnswer] = OrderedDict()  # oldest end first
         self._gone: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
-        self._tasks: TaskGroup | None = None
+        self._hosting = False
 
     @property
     def buffered_bytes(self) -> int:
@@ -120,16 +144,15 @@ class AnswerStreams:
         return len(self._live)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Host the producers and expire ended answers (a task of the lifespan's group)."""
+        """Accept answers and expire ended ones (a task of the lifespan's group)."""
+        self._hosting = True
         try:
-            async with anyio.create_task_group() as tasks:
-                self._tasks = tasks
-                task_status.started()
-                while True:
-                    await anyio.sleep(min(1.0, self.retention_s / 4))
-                    self._sweep(time.monotonic())
+            task_status.started()
+            while True:
+                await anyio.sleep(min(1.0, self.retention_s / 4))
+                self._sweep(time.monotonic())
         finally:
-            self._tasks = None
+            self._hosting = False
 
     def start(
         self,
@@ -144,58 +167,55 @@ class AnswerStreams:
         failed: GatewayError | None = None,
         observe: EventObserver | None = None,
     ) -> LiveAnswer:
-        """Hand ``answer`` (opened: ``Answer.open()`` returned) to a new producer; the caller
-        is its first reader. ``failed``: the answer ended before its first event, with this."""
-        if self._tasks is None:
+        """Register ``answer`` (opened: ``Answer.open()`` returned); the caller is its first
+        reader and runs its producer (``produce``). ``failed``: the answer ended before its
+        first event, with this."""
+        if not self._hosting:
             raise ShuttingDown(SHUTDOWN_MESSAGE)
         log = AnswerLog(max_bytes=self._buffer_max, budget=self._budget)
         live = LiveAnswer(request_id, app_id, user, log, resumable, anyio.CancelScope())
+        live.production = Production(answer, encode, encode_error, failed, observe)
         self._live[request_id] = live
-        self._tasks.start_soon(self._produce, live, answer, encode, encode_error, failed, observe)
         if self.mirror is not None and resumable:
-            self._tasks.start_soon(self.mirror.mirror, live)
+            self.mirror.track(live)
         return live
 
-    async def _produce(
-        self,
-        live: LiveAnswer,
-        answer: Answer,
-        encode: Encoder,
-        encode_error: ErrorEncoder,
-        failed: GatewayError | None,
-        observe: EventObserver | None,
-    ) -> None:
+    async def produce(self, live: LiveAnswer, sink: Sink | None = None) -> None:
+        """Run ``live``'s producer to its end, settle and record it, in the caller's task.
+
+        ``sink``: the first reader's client, given the events as the upstream delivers them
+        (the ones it delivered together, in one call) until its reader detaches. Cancelled
+        from outside (the task's end), the answer is recorded as cut by a shutdown.
+        """
+        production, live.production = live.production, None
+        if production is None:
+            raise RuntimeError("produce() runs once per answer")
         log = live.log
+        pending: list[bytes] = []  # for the sink: the log may drop events under pressure
         unregister = None if self._on_drain is None else self._on_drain(lambda: _drained(live))
         try:
-            if failed is not None:
-                log.append(encode_error(failed, log.next_id))
-                log.end()
-            else:
-                with live.scope:
-                    async for event in answer.events():
-                        if observe is not None:
-                            await observe.see(event)
-                        data = encode(event, log.next_id)
-                        if data is not None:
-                            log.append(data)
-                    log.end()  # no await after the last append: one write for both
-        except Exception:  # noqa: BLE001 (a bug: still end, settle and record)
-            logger.exception("an answer's producer failed")
-            live.stop_error, live.stop_recorded = GatewayError("Internal error."), True
+            try:
+                await _produce(live, production, sink, pending)
+            except Exception:  # noqa: BLE001 (a bug: still end, settle and record)
+                logger.exception("an answer's producer failed")
+                live.stop_error, live.stop_recorded = GatewayError("Internal error."), True
+            finally:
+                if unregister is not None:
+                    unregister()
+                if not log.ended:
+                    pending.append(_stopped(live, production))
+            if sink is not None:
+                # Before the settle: the client has its answer while the record is written.
+                await _deliver(sink, pending, last=True)
         finally:
-            if unregister is not None:
-                unregister()
-            if not log.ended:
-                if live.stop_error is None:  # cancelled from outside: the lifespan is ending
-                    live.stop_error, live.stop_recorded = ShuttingDown(SHUTDOWN_MESSAGE), True
-                if live.stop_recorded:
-                    answer.fail(live.stop_error)
-                log.append(encode_error(live.stop_error, log.next_id))
-                log.end()
             with anyio.CancelScope(shield=True):
-                await answer.settle()
+                await production.answer.settle()
             self._retire(live)
+
+    async def abandon(self, live: LiveAnswer) -> None:
+        """Its first reader left before its producer started: stop, settle and record it."""
+        live.stop(_nobody_reads(), recorded=False)
+        await self.produce(live)
 
     def _retire(self, live: LiveAnswer) -> None:
         self._live.pop(live.request_id, None)
@@ -301,6 +321,55 @@ class AnswerStreams:
             if budget.used <= target:
                 break
             live.log.trim(0)
+
+
+async def _produce(
+    live: LiveAnswer, production: Production, sink: Sink | None, pending: list[bytes]
+) -> None:
+    """The answer's events into its log (and ``pending``, for the sink), to its last one."""
+    log, encode = live.log, production.encode
+    if production.failed is not None:
+        pending.append(_add_last(log, production.encode_error(production.failed, log.next_id)))
+        return
+    answer, observe = production.answer, production.observe
+    more_ready = answer.more_ready
+    with live.scope:
+        async for event in answer.events():
+            if observe is not None:
+                await observe.see(event)
+            data = encode(event, log.next_id)
+            if data is not None:
+                log.append(data)
+                if sink is not None:
+                    pending.append(data)
+            # Events the upstream delivered together leave together; the last one leaves
+            # with the end of the response.
+            if pending and not more_ready() and not answer.finished():
+                await _deliver(sink, pending, last=False)
+        log.end()
+
+
+def _stopped(live: LiveAnswer, production: Production) -> bytes:
+    """End the log of an answer stopped before its last event; that event (an ``error``)."""
+    if live.stop_error is None:  # cancelled from outside: the process is ending
+        live.stop_error, live.stop_recorded = ShuttingDown(SHUTDOWN_MESSAGE), True
+    if live.stop_recorded:
+        production.answer.fail(live.stop_error)
+    return _add_last(live.log, production.encode_error(live.stop_error, live.log.next_id))
+
+
+def _add_last(log: AnswerLog, data: bytes) -> bytes:
+    log.append(data)
+    log.end()
+    return data
+
+
+async def _deliver(sink: Sink | None, pending: list[bytes], *, last: bool) -> None:
+    """Give ``sink`` the events not given yet, in one call."""
+    if sink is not None:
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        await sink.deliver(data, last=last)
 
 
 def _drained(live: LiveAnswer) -> None:

@@ -257,9 +257,8 @@ class Answer:
             self._model = chunk.model
 
     async def events(self) -> AsyncIterator[AnswerEvent]:
-        for buffered in self._buffered:
-            yield Delta(buffered)
-        self._buffered.clear()
+        while self._buffered:  # out before it is handed out: more_ready() means another
+            yield Delta(self._buffered.pop(0))
         try:
             while (chunk := await self._next()) is not None:
                 if self._over_reservation():

@@ -15,7 +15,7 @@ from gateway.http.json_response import FastJSONResponse
 from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
 from gateway.http.schemas.ask import ASK_OPERATION, AskRequest
-from gateway.http.streaming import AnswerReader
+from gateway.http.streaming import AnswerResponse
 from gateway.services.answer_streams import Encoder, ErrorEncoder
 from gateway.services.ask import Answer, AnswerEvent, AskInput, CallMeta, Delta, Done
 
@@ -106,7 +106,7 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
         failed=failed,
         observe=cache.capture(),
     )
-    return AnswerReader(
+    return AnswerResponse(
         resources.streams,
         live,
         ping_interval=settings.ping_interval_s,

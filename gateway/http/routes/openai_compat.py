@@ -21,7 +21,7 @@ from gateway.http.schemas import (
     MODELS_OPERATION,
     ChatCompletionRequest,
 )
-from gateway.http.streaming import AnswerReader
+from gateway.http.streaming import AnswerResponse
 from gateway.services.answer_streams import Encoder
 from gateway.services.ask import Answer, AnswerEvent, AskInput, CallMeta, Delta, Done
 
@@ -112,7 +112,7 @@ async def _answer(request: Request, resources: Resources, meta: CallMeta, call: 
         resumable=False,
         observe=cache.capture(),
     )
-    return AnswerReader(
+    return AnswerResponse(
         resources.streams,
         live,
         ping_interval=settings.ping_interval_s,

@@ -29,7 +29,7 @@ from gateway.http.schemas.responses import (
     STORED_RESPONSE_OPERATION,
     ResponsesRequest,
 )
-from gateway.http.streaming import AnswerReader
+from gateway.http.streaming import AnswerResponse
 from gateway.services.ask import Answer, AnswerEvent, AskInput, CallMeta, Delta, Failed
 from gateway.services.responses import (
     check_direct,
@@ -167,7 +167,7 @@ async def _respond(request: Request, resources: Resources, meta: CallMeta, call:
         resumable=False,
         failed=failed,
     )
-    return AnswerReader(
+    return AnswerResponse(
         resources.streams,
         live,
         ping_interval=settings.ping_interval_s,

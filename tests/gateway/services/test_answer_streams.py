@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 
 from gateway.core.errors import GatewayError, NotFound, StreamExpired
 from gateway.services.answer_log import AnswerLog
@@ -36,36 +37,62 @@ def encode_error(error: GatewayError, event_id: int) -> bytes:
     return f"{event_id}:error:{error.code}".encode()
 
 
+class HostedStreams(AnswerStreams):
+    """The registry, and a task group in which its answers' producers run (in the gateway,
+    each runs in the task of the request that started it)."""
+
+    tasks: TaskGroup
+
+
 @asynccontextmanager
 async def hosted(
     *, grace_s: float = 0, retention_s: float = 60, memory: int = 1 << 20
-) -> AsyncIterator[AnswerStreams]:
-    """The registry running in its own task group, as in the lifespan; leaving it is a shutdown."""
-    streams = AnswerStreams(
+) -> AsyncIterator[HostedStreams]:
+    """The registry running in its own task group, as in the lifespan; leaving it cancels the
+    producers, as the end of the process does."""
+    streams = HostedStreams(
         grace_s=grace_s,
         retention_s=retention_s,
         buffer_max_bytes=memory,
         memory_max_bytes=memory,
     )
     async with anyio.create_task_group() as tasks:
+        streams.tasks = tasks
         await tasks.start(streams.run)
         yield streams
         tasks.cancel_scope.cancel()
 
 
-async def started(rig: Rig, streams: AnswerStreams, *, resumable: bool = True) -> LiveAnswer:
+async def registered(rig: Rig, streams: AnswerStreams, *, resumable: bool = True) -> LiveAnswer:
+    """An answer opened and registered; nothing produces it yet."""
     answer: Answer = rig.answer()
     await answer.open()
-    request_id = f"req_{len(rig.answers) - 1}"
     return streams.start(
         answer,
-        request_id=request_id,
+        request_id=f"req_{len(rig.answers) - 1}",
         app_id=rig.ctx.app_id,
         user=None,
         encode=encode,
         encode_error=encode_error,
         resumable=resumable,
     )
+
+
+async def started(rig: Rig, streams: HostedStreams, *, resumable: bool = True) -> LiveAnswer:
+    """An answer started, its producer running (without a sink: readers follow its log)."""
+    live = await registered(rig, streams, resumable=resumable)
+    streams.tasks.start_soon(streams.produce, live)
+    return live
+
+
+class RecordingSink:
+    """The first reader's client, as the producer writes to it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, bool]] = []
+
+    async def deliver(self, data: bytes, *, last: bool) -> None:
+        self.calls.append((data, last))
 
 
 async def follow(log: AnswerLog, after: int = 0, *, count: int | None = None) -> list[bytes]:
@@ -165,7 +192,7 @@ async def test_a_shutdown_ends_a_running_answer_and_records_it(rig: Rig) -> None
     async with hosted() as streams:
         live = await started(rig, streams)
         assert await follow(live.log, count=1) == [b"1:one "]
-    # Leaving the registry's task group cancelled the producer, as the lifespan's end does.
+    # Leaving the task group cancelled the producer, as the process's end does.
     assert live.log.ended
     assert live.log.since(0)[-1].endswith(b":error:shutting_down")  # type: ignore[index]
     assert rig.upstream.streams[0].closed
@@ -219,3 +246,54 @@ async def test_every_answer_of_many_concurrent_ones_is_recorded_once(rig: Rig) -
     assert [r["outcome"] for r in records].count("cancelled") == 1
     assert len(rig.counters.settled) == 5
     assert rig.deps.limiter.leases.held == 0
+
+
+async def test_the_producer_writes_to_its_first_reader_itself_the_last_event_with_the_end(
+    rig: Rig,
+) -> None:
+    async with hosted() as streams:
+        live = await registered(rig, streams)
+        sink = RecordingSink()
+        await streams.produce(live, sink)  # in this task, as the starting request does
+        with pytest.raises(RuntimeError):
+            await streams.produce(live, sink)  # one producer per answer
+    assert sink.calls == [
+        (b"1:one ", False),
+        (b"2:two ", False),
+        (b"3:three ", False),
+        (b"4:done", True),
+    ]
+    assert live.log.since(0) == [data for data, _ in sink.calls]  # what a resume replays
+    assert (await rig.record())["outcome"] == "completed"
+    rig.settled_once(13)
+
+
+async def test_a_cancel_reaches_the_first_reader_as_its_last_event(rig: Rig) -> None:
+    rig.upstream.delay = 0.05
+    async with hosted() as streams:
+        live = await registered(rig, streams)
+        sink = RecordingSink()
+        streams.tasks.start_soon(streams.produce, live, sink)
+        await poll(lambda: _value(len(sink.calls)), lambda n: n >= 1)
+        streams.cancel(live)
+        await retired(streams)
+    assert sink.calls[0] == (b"1:one ", False)
+    assert sink.calls[-1][1] and sink.calls[-1][0].endswith(b":error:cancelled")
+    assert sum(last for _, last in sink.calls) == 1
+    assert (await rig.record())["outcome"] == "cancelled"
+
+
+async def test_an_answer_whose_first_reader_left_before_it_started_is_settled(rig: Rig) -> None:
+    async with hosted(grace_s=30) as streams:
+        live = await registered(rig, streams)
+        streams.detach(live)  # its response never started
+        await streams.abandon(live)
+        assert streams.running == 0
+    assert live.log.since(0)[-1].endswith(b":error:cancelled")  # type: ignore[index]
+    assert rig.upstream.streams[0].closed
+    assert (await rig.record())["outcome"] == "client_disconnected"
+    assert len(rig.counters.settled) == 1
+
+
+async def _value(value: int) -> int:
+    return value
