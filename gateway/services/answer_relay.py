@@ -1,12 +1,15 @@
 """Answers across replicas (with ``ORCHESTRA_REDIS_URL``): read and cancel on any of them.
 
 The producing process mirrors each resumable answer's log to Redis
-(``gateway.storage.answer_events``): one task per answer follows the log as a reader would and
-adds what came in each ``FLUSH_S`` in one round trip; one loop refreshes every running answer's
-``alive`` key in one round trip a second. A replica that does not hold an answer reads it from
-Redis (``follow``), and ends it with ``upstream_error`` when the producer stopped refreshing
-its ``alive`` key before the answer's last event. Cancels are published; every replica's
-``run`` listens and stops the answer if it produces it.
+(``gateway.storage.answer_events``): one loop for the whole process writes, every ``FLUSH_S``,
+what every answer appended since, in one round trip (not a task or a round trip per answer:
+at one answer at a time, those cost a quarter of the gateway's throughput), and refreshes the
+running answers' ``alive`` keys once a second. A replica that does not hold an answer reads it
+from Redis (``follow``), and ends it with ``upstream_error`` when the producer stopped
+refreshing its ``alive`` key before the answer's last event. An answer is in Redis
+``FLUSH_S`` after it started at most: a replica asked for an id it does not know yet looks
+again for that long before it answers 404. Cancels are published; every replica's ``run``
+listens and stops the answer if it produces it.
 
 Redis is a convenience here, never a dependency of local answers: a failed call is logged and
 counted (``orchestra_streams_relay_failures_total``), and the local answer goes on.
@@ -40,14 +43,28 @@ BLOCK_S = 1.0
 LISTEN_TIMEOUT_S = 1.0
 RESUBSCRIBE_MIN_S = 0.5
 RESUBSCRIBE_MAX_S = 10.0
+#: After a failed write, the next one waits this much longer.
 RETRY_S = 0.5
-#: The producer writes an answer's events at most this often (an answer shorter than this:
-#: once, with its owner and its end); a remote reader is that much behind, at most.
+#: The process writes its answers' new events this often (a remote reader is that much
+#: behind, at most); an answer shorter than this goes in one write, with its owner and end.
 FLUSH_S = 0.05
-#: The first write waits only this long: enough for a short answer to end and go in one write.
-FIRST_FLUSH_S = 0.002
+#: A replica asked for an answer it cannot find yet looks again this long: it may be younger
+#: than a write.
+UNKNOWN_GRACE_S = 2 * FLUSH_S + 0.05
+UNKNOWN_POLL_S = 0.02
 #: A stream's MAXLEN is a count: the byte bound over a small event's size.
 SMALL_EVENT_BYTES = 32
+
+
+class _Mirrored:
+    """An answer this process copies to Redis: how far, and when it last said it is alive."""
+
+    __slots__ = ("alive_at", "live", "position")
+
+    def __init__(self, live: LiveAnswer) -> None:
+        self.live = live
+        self.position = 0  # the id of the last event in Redis
+        self.alive_at = 0.0
 
 
 class AnswerRelay:
@@ -66,7 +83,8 @@ class AnswerRelay:
         self._retention_s = retention_s
         self._maxlen = max(1000, buffer_max_bytes // SMALL_EVENT_BYTES)
         self._metrics = metrics
-        self._live: dict[str, LiveAnswer] = {}
+        self._mirrored: dict[str, _Mirrored] = {}
+        self._news = anyio.Event()
 
     def _failed(self, what: str, lost: RelayLost) -> None:
         logger.bind(error_type=str(lost)).warning(what)
@@ -75,68 +93,71 @@ class AnswerRelay:
 
     # --- the producing replica --------------------------------------------------------------
 
-    async def mirror(self, live: LiveAnswer) -> None:
-        """Copy ``live``'s log to Redis until its last event (a task of the registry's group)."""
-        request_id, log = live.request_id, live.log
-        self._live[request_id] = live
-        try:
-            position = 0
-            while True:
-                batch = log.since(position)
-                if batch is None:  # released or outgrown: other replicas cannot follow it
-                    return
-                if not batch:
-                    if log.ended:
-                        return
-                    await log.wait()
-                    continue
-                if not log.ended:  # gather what comes meanwhile: one write per FLUSH_S
-                    # The first write (with the owner) goes out at once: a reader or a cancel
-                    # on another replica may come as soon as the client has the first events.
-                    # A short answer still fits in one write.
-                    await anyio.sleep(FLUSH_S if position else FIRST_FLUSH_S)
-                    batch = log.since(position)
-                    if batch is None:
-                        return
-                last = log.ended and position + len(batch) >= log.last_id
-                try:
-                    await events.append_events(
-                        self._redis,
-                        request_id,
-                        position + 1,
-                        batch,
-                        owner=(live.app_id, live.user) if position == 0 else None,
-                        last=last,
-                        maxlen=self._maxlen,
-                        alive_s=ALIVE_S,
-                        ttl=self._ttl,
-                    )
-                except RelayLost as lost:
-                    self._failed("an answer's events could not be relayed; retrying", lost)
-                    await anyio.sleep(RETRY_S)
-                    continue
-                position += len(batch)
-                if last:
-                    return
-        finally:
-            self._live.pop(request_id, None)
+    def track(self, live: LiveAnswer) -> None:
+        """Copy ``live``'s log to Redis from the next write on, until its last event."""
+        self._mirrored[live.request_id] = _Mirrored(live)
+        self._news.set()
 
     async def run(self, streams: AnswerStreams) -> None:
-        """Keep this process's answers alive in Redis, and apply the cancels published."""
+        """Write this process's answers to Redis, and apply the cancels published."""
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._heartbeat_forever)
             tasks.start_soon(self._listen_forever, streams)
-
-    async def _heartbeat_forever(self) -> None:
-        while True:
-            await anyio.sleep(HEARTBEAT_S)
-            running = [rid for rid, live in self._live.items() if not live.log.ended]
-            if not running:
-                continue
             try:
-                await events.keep_alive(self._redis, running, alive_s=ALIVE_S, ttl=self._ttl)
-            except RelayLost as lost:
-                self._failed("answers' heartbeat failed", lost)
+                await self._write_forever()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.flush()  # what the drain's last events were, too
+                tasks.cancel_scope.cancel()
+
+    async def _write_forever(self) -> None:
+        while True:
+            if not self._mirrored:
+                await self._news.wait()
+                self._news = anyio.Event()
+            await anyio.sleep(FLUSH_S)
+            if not await self.flush():
+                await anyio.sleep(RETRY_S)
+
+    async def flush(self) -> bool:
+        """One round trip: every answer's events since the last write, and the heartbeat."""
+        now = time.monotonic()
+        appends: list[events.Append] = []
+        alive: list[str] = []
+        written: list[tuple[_Mirrored, int]] = []
+        for request_id, mirrored in list(self._mirrored.items()):
+            log = mirrored.live.log
+            batch = log.since(mirrored.position)
+            if batch is None:  # released or outgrown: other replicas cannot follow it
+                del self._mirrored[request_id]
+                continue
+            ended = log.ended and mirrored.position + len(batch) >= log.last_id
+            if batch:
+                owner = None
+                if mirrored.position == 0:  # its first write says who owns it, and alive
+                    owner = (mirrored.live.app_id, mirrored.live.user)
+                    mirrored.alive_at = now
+                appends.append(
+                    events.Append(request_id, mirrored.position + 1, batch, owner, ended)
+                )
+                written.append((mirrored, len(batch)))
+            if mirrored.position and not ended and now - mirrored.alive_at >= HEARTBEAT_S:
+                alive.append(request_id)
+                mirrored.alive_at = now
+        if not appends and not alive:
+            return True
+        try:
+            await events.write(
+                self._redis, appends, alive, maxlen=self._maxlen, alive_s=ALIVE_S, ttl=self._ttl
+            )
+        except RelayLost as lost:
+            self._failed("answers' events could not be relayed; retrying", lost)
+            return False
+        for mirrored, count in written:
+            mirrored.position += count
+            log = mirrored.live.log
+            if log.ended and mirrored.position >= log.last_id:
+                self._mirrored.pop(mirrored.live.request_id, None)
+        return True
 
     async def _listen_forever(self, streams: AnswerStreams) -> None:
         delay = RESUBSCRIBE_MIN_S
@@ -148,9 +169,9 @@ class AnswerRelay:
                         request_id = await events.next_cancel(
                             subscription, timeout=LISTEN_TIMEOUT_S
                         )
-                        live = None if request_id is None else self._live.get(request_id)
-                        if live is not None:
-                            streams.cancel(live)
+                        mirrored = None if request_id is None else self._mirrored.get(request_id)
+                        if mirrored is not None:
+                            streams.cancel(mirrored.live)
             except RelayLost as lost:
                 self._failed("answer cancel subscription lost", lost)
             await anyio.sleep(delay)
@@ -160,15 +181,25 @@ class AnswerRelay:
 
     async def check(self, request_id: str, app_id: str, user: str | None) -> None:
         """NotFound unless this caller may read the answer; StreamExpired after its window."""
-        try:
-            owner = await events.find_owner(self._redis, request_id)
-        except RelayLost as lost:
-            self._failed("an answer's owner could not be read", lost)
-            owner = None
+        owner = await self._find_owner(request_id)
         if owner is None or not may_read(owner.app_id, owner.user, app_id, user):
             raise NotFound(f"No answer {request_id!r} for this token.")
         if owner.ended and time.time() - owner.ended_at >= self._retention_s:
             raise StreamExpired(f"The answer {request_id!r} ended too long ago to be read again.")
+
+    async def _find_owner(self, request_id: str) -> events.Owner | None:
+        """The answer's owner; an id not found is looked for again until it cannot be an
+        answer younger than its first write."""
+        deadline = time.monotonic() + UNKNOWN_GRACE_S
+        while True:
+            try:
+                owner = await events.find_owner(self._redis, request_id)
+            except RelayLost as lost:
+                self._failed("an answer's owner could not be read", lost)
+                return None
+            if owner is not None or time.monotonic() >= deadline:
+                return owner
+            await anyio.sleep(UNKNOWN_POLL_S)
 
     async def replayable(self, request_id: str, after: int) -> None:
         """StreamExpired when the events after ``after`` were trimmed from the stream."""

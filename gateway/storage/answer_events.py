@@ -92,50 +92,38 @@ class Batch:
 EVENT_END = b"\n\n"
 
 
-async def append_events(
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One answer's events appended since its last write (ids from ``first_id``), with its
+    owner (``owner``: the answer's first write) or its end (``last``: the answer ended)."""
+
+    request_id: str
+    first_id: int
+    events: Sequence[bytes]
+    owner: tuple[str, str | None] | None
+    last: bool
+
+
+async def write(
     redis: Redis,
-    request_id: str,
-    first_id: int,
-    events: Sequence[bytes],
+    appends: Sequence[Append],
+    alive: Sequence[str],
     *,
-    owner: tuple[str, str | None] | None,
-    last: bool,
     maxlen: int,
     alive_s: int,
     ttl: int,
 ) -> None:
-    """One entry for ``events`` (ids from ``first_id``), in one round trip with the owner
-    (``owner``: the answer's first batch) or the end (``last``: the answer ended)."""
-    key = _key(request_id, ":events")
-    last_id = first_id + len(events) - 1
-    fields: dict[Any, Any] = {"f": first_id, "d": b"".join(events)}
-    if last:
-        fields["e"] = b"1"
-    ended: dict[Any, Any] | None = (
-        {"state": "ended", "ended_at": repr(time.time())} if last else None
-    )
+    """Every answer's ``appends``, and the heartbeat of the running answers ``alive``: one
+    round trip for the whole process. A retried write of an entry that got in is not an error."""
+    now = repr(time.time())
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            if owner is not None:
-                app_id, user = owner
-                # An answer whose first batch is also its last is written ended at once.
-                mapping: dict[Any, Any] = {
-                    "app_id": app_id,
-                    "user": user or "",
-                    **(ended or {"state": "running"}),
-                }
-                pipe.hset(_key(request_id), mapping=mapping)
-                if ended is None:
-                    pipe.expire(_key(request_id), ttl)
-                    pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
-            pipe.xadd(key, fields, id=f"{last_id}-0", maxlen=maxlen, approximate=True)
-            if ended is not None:
-                if owner is None:
-                    pipe.hset(_key(request_id), mapping=ended)
-                # The owner outlives the events: past the retention, a 410 rather than a 404.
-                pipe.expire(_key(request_id), 2 * ttl)
-                pipe.expire(key, ttl)
-                pipe.delete(_key(request_id, ":alive"))  # the heartbeat may have set it
+            for append in appends:
+                _append(pipe, append, now, maxlen=maxlen, alive_s=alive_s, ttl=ttl)
+            for request_id in alive:
+                pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
+                pipe.expire(_key(request_id), ttl)
+                pipe.expire(_key(request_id, ":events"), ttl)
             results = await pipe.execute(raise_on_error=False)
     except _errors() as exc:
         raise RelayLost(type(exc).__name__) from None
@@ -144,17 +132,33 @@ async def append_events(
             raise RelayLost(type(result).__name__)
 
 
-async def keep_alive(redis: Redis, request_ids: Sequence[str], *, alive_s: int, ttl: int) -> None:
-    """One round trip for every running answer of this process: alive, and not expiring."""
-    try:
-        async with redis.pipeline(transaction=False) as pipe:
-            for request_id in request_ids:
-                pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
-                pipe.expire(_key(request_id), ttl)
-                pipe.expire(_key(request_id, ":events"), ttl)
-            await pipe.execute()
-    except _errors() as exc:
-        raise RelayLost(type(exc).__name__) from None
+def _append(pipe: Any, append: Append, now: str, *, maxlen: int, alive_s: int, ttl: int) -> None:
+    request_id, key = append.request_id, _key(append.request_id, ":events")
+    last_id = append.first_id + len(append.events) - 1
+    fields: dict[Any, Any] = {"f": append.first_id, "d": b"".join(append.events)}
+    if append.last:
+        fields["e"] = b"1"
+    ended: dict[Any, Any] | None = {"state": "ended", "ended_at": now} if append.last else None
+    if append.owner is not None:
+        app_id, user = append.owner
+        # An answer whose first write is also its last is written ended at once.
+        mapping: dict[Any, Any] = {
+            "app_id": app_id,
+            "user": user or "",
+            **(ended or {"state": "running"}),
+        }
+        pipe.hset(_key(request_id), mapping=mapping)
+        if ended is None:
+            pipe.expire(_key(request_id), ttl)
+            pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
+    pipe.xadd(key, fields, id=f"{last_id}-0", maxlen=maxlen, approximate=True)
+    if ended is not None:
+        if append.owner is None:
+            pipe.hset(_key(request_id), mapping=ended)
+            pipe.delete(_key(request_id, ":alive"))  # set by its first write
+        # The owner outlives the events: past the retention, a 410 rather than a 404.
+        pipe.expire(_key(request_id), 2 * ttl)
+        pipe.expire(key, ttl)
 
 
 async def find_owner(redis: Redis, request_id: str) -> Owner | None:

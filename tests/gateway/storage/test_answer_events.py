@@ -1,8 +1,21 @@
-"""A batch of events in one stream entry: a resume in its middle gets only the events after."""
+"""Answers' events in Redis: a batch of events in one stream entry (a resume in its middle
+gets only the events after), and the process's one write for all its answers."""
 
 from __future__ import annotations
 
-from gateway.storage.answer_events import Batch
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.storage.answer_events import (
+    Append,
+    Batch,
+    find_owner,
+    is_alive,
+    read_events,
+    write,
+)
 
 EVENTS = [f'id: {n}\nevent: delta\ndata: {{"text": "t{n}"}}\n\n'.encode() for n in (4, 5, 6)]
 
@@ -14,3 +27,69 @@ def test_a_batch_after_an_id_inside_it_holds_only_the_later_events() -> None:
     assert batch.after(4) == EVENTS[1] + EVENTS[2]
     assert batch.after(5) == EVENTS[2]
     assert batch.after(6) == b""
+
+
+# --- one write for the whole process, on a real Redis (database 13, its own keys only) ------
+# Run these under ``flock /tmp/orchestra-redis.lock`` like the other Redis tests.
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+WRITE = {"maxlen": 1000, "alive_s": 3, "ttl": 60}
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    await _forget(client)
+    try:
+        yield client
+    finally:
+        await _forget(client)
+        await client.aclose()
+
+
+async def _forget(redis: Redis) -> None:
+    keys = [key async for key in redis.scan_iter(match="orc:answer:req_events_*")]
+    if keys:
+        await redis.delete(*keys)
+
+
+@pytest.mark.anyio
+async def test_an_answer_shorter_than_a_write_goes_in_one_with_its_owner_and_end(
+    redis: Redis,
+) -> None:
+    short = Append("req_events_short", 1, EVENTS, ("app_1", "ada"), last=True)
+    await write(redis, [short], [], **WRITE)
+    owner = await find_owner(redis, "req_events_short")
+    assert owner is not None
+    assert (owner.app_id, owner.user, owner.ended) == ("app_1", "ada", True)
+    assert not await is_alive(redis, "req_events_short")  # never said alive: nothing to expire
+    [batch] = await read_events(redis, "req_events_short", 0, block_ms=None)
+    assert (batch.first, batch.last, batch.final, batch.data) == (1, 3, True, b"".join(EVENTS))
+
+
+@pytest.mark.anyio
+async def test_writes_of_several_answers_a_retry_and_a_heartbeat_in_one_round_trip(
+    redis: Redis,
+) -> None:
+    first = Append("req_events_a", 1, EVENTS[:2], ("app_1", None), last=False)
+    other = Append("req_events_b", 1, EVENTS[:1], ("app_2", None), last=False)
+    await write(redis, [first, other], [], **WRITE)
+    assert await is_alive(redis, "req_events_a") and await is_alive(redis, "req_events_b")
+    owner = await find_owner(redis, "req_events_a")
+    assert owner is not None and (owner.app_id, owner.ended) == ("app_1", False)
+
+    await redis.delete("orc:answer:req_events_b:alive")
+    # A write that failed after Redis took it is sent again: not an error; b's heartbeat.
+    await write(redis, [first], ["req_events_b"], **WRITE)
+    assert await is_alive(redis, "req_events_b")
+
+    rest = Append("req_events_a", 3, EVENTS[2:], None, last=True)
+    await write(redis, [rest], [], **WRITE)
+    owner = await find_owner(redis, "req_events_a")
+    assert owner is not None and owner.ended
+    assert not await is_alive(redis, "req_events_a")
+    batches = await read_events(redis, "req_events_a", 0, block_ms=None)
+    assert [(b.first, b.last, b.final) for b in batches] == [(1, 2, False), (3, 3, True)]
+    assert [b.data for b in await read_events(redis, "req_events_a", 2, block_ms=None)] == [
+        EVENTS[2]
+    ]
