@@ -95,7 +95,9 @@ class LiveAnswer:
     user: str | None
     log: AnswerLog
     resumable: bool
-    scope: anyio.CancelScope
+    #: The producer's; dropped when it is done (an ended answer kept for resumes holds only
+    #: its log, not the request's task and scopes).
+    scope: anyio.CancelScope | None
     readers: int = 1  # the response of the request that started it
     #: Why it was stopped (the event every reader gets), and whether the record says so.
     stop_error: GatewayError | None = None
@@ -108,7 +110,8 @@ class LiveAnswer:
         if self.log.ended or self.stop_error is not None:
             return
         self.stop_error, self.stop_recorded = error, recorded
-        self.scope.cancel()
+        if self.scope is not None:
+            self.scope.cancel()
 
 
 class AnswerStreams:
@@ -219,6 +222,7 @@ class AnswerStreams:
 
     def _retire(self, live: LiveAnswer) -> None:
         self._live.pop(live.request_id, None)
+        live.scope = None
         if live.grace is not None:
             live.grace.cancel()
             live.grace = None
@@ -333,6 +337,7 @@ async def _produce(
         return
     answer, observe = production.answer, production.observe
     more_ready = answer.more_ready
+    assert live.scope is not None
     with live.scope:
         async for event in answer.events():
             if observe is not None:

@@ -48,7 +48,7 @@ async def redis() -> AsyncIterator[Redis]:
 
 
 async def _forget(redis: Redis) -> None:
-    keys = [key async for key in redis.scan_iter(match="orc:answer:req_events_*")]
+    keys = [key async for key in redis.scan_iter(match="orc:answer:storage_case_*")]
     if keys:
         await redis.delete(*keys)
 
@@ -57,13 +57,13 @@ async def _forget(redis: Redis) -> None:
 async def test_an_answer_shorter_than_a_write_goes_in_one_with_its_owner_and_end(
     redis: Redis,
 ) -> None:
-    short = Append("req_events_short", 1, EVENTS, ("app_1", "ada"), last=True)
+    short = Append("storage_case_short", 1, EVENTS, ("app_1", "ada"), last=True)
     await write(redis, [short], [], **WRITE)
-    owner = await find_owner(redis, "req_events_short")
+    owner = await find_owner(redis, "storage_case_short")
     assert owner is not None
     assert (owner.app_id, owner.user, owner.ended) == ("app_1", "ada", True)
-    assert not await is_alive(redis, "req_events_short")  # never said alive: nothing to expire
-    [batch] = await read_events(redis, "req_events_short", 0, block_ms=None)
+    assert not await is_alive(redis, "storage_case_short")  # never said alive: nothing to expire
+    [batch] = await read_events(redis, "storage_case_short", 0, block_ms=None)
     assert (batch.first, batch.last, batch.final, batch.data) == (1, 3, True, b"".join(EVENTS))
 
 
@@ -71,25 +71,25 @@ async def test_an_answer_shorter_than_a_write_goes_in_one_with_its_owner_and_end
 async def test_writes_of_several_answers_a_retry_and_a_heartbeat_in_one_round_trip(
     redis: Redis,
 ) -> None:
-    first = Append("req_events_a", 1, EVENTS[:2], ("app_1", None), last=False)
-    other = Append("req_events_b", 1, EVENTS[:1], ("app_2", None), last=False)
+    first = Append("storage_case_a", 1, EVENTS[:2], ("app_1", None), last=False)
+    other = Append("storage_case_b", 1, EVENTS[:1], ("app_2", None), last=False)
     await write(redis, [first, other], [], **WRITE)
-    assert await is_alive(redis, "req_events_a") and await is_alive(redis, "req_events_b")
-    owner = await find_owner(redis, "req_events_a")
+    assert await is_alive(redis, "storage_case_a") and await is_alive(redis, "storage_case_b")
+    owner = await find_owner(redis, "storage_case_a")
     assert owner is not None and (owner.app_id, owner.ended) == ("app_1", False)
 
-    await redis.delete("orc:answer:req_events_b:alive")
+    await redis.delete("orc:answer:storage_case_b:alive")
     # A write that failed after Redis took it is sent again: not an error; b's heartbeat.
-    await write(redis, [first], ["req_events_b"], **WRITE)
-    assert await is_alive(redis, "req_events_b")
+    await write(redis, [first], ["storage_case_b"], **WRITE)
+    assert await is_alive(redis, "storage_case_b")
 
-    rest = Append("req_events_a", 3, EVENTS[2:], None, last=True)
+    rest = Append("storage_case_a", 3, EVENTS[2:], None, last=True)
     await write(redis, [rest], [], **WRITE)
-    owner = await find_owner(redis, "req_events_a")
+    owner = await find_owner(redis, "storage_case_a")
     assert owner is not None and owner.ended
-    assert not await is_alive(redis, "req_events_a")
-    batches = await read_events(redis, "req_events_a", 0, block_ms=None)
+    assert not await is_alive(redis, "storage_case_a")
+    batches = await read_events(redis, "storage_case_a", 0, block_ms=None)
     assert [(b.first, b.last, b.final) for b in batches] == [(1, 2, False), (3, 3, True)]
-    assert [b.data for b in await read_events(redis, "req_events_a", 2, block_ms=None)] == [
+    assert [b.data for b in await read_events(redis, "storage_case_a", 2, block_ms=None)] == [
         EVENTS[2]
     ]

@@ -1,0 +1,113 @@
+"""Answers across replicas through a real Redis (database 13, its own keys only): two relays
+stand for two replicas; the producing one writes every answer in one loop every 50 ms.
+
+Run under ``flock /tmp/orchestra-redis.lock`` like the other Redis tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+
+from gateway.core.errors import GatewayError, NotFound
+from gateway.services.answer_relay import UNKNOWN_GRACE_S, AnswerRelay
+from gateway.services.answer_streams import AnswerStreams, LiveAnswer
+from tests.gateway.services.conftest import Rig
+from tests.gateway.services.test_answer_streams import encode, encode_error
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize("database", ["sqlite"], indirect=True),
+    pytest.mark.filterwarnings(r"ignore:\s*.*session\.exec\(\):DeprecationWarning"),
+]
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+async def _forget(redis: Redis) -> None:
+    keys = [key async for key in redis.scan_iter(match="orc:answer:req_*")]
+    if keys:
+        await redis.delete(*keys)
+
+
+@asynccontextmanager
+async def replicas() -> AsyncIterator[tuple[AnswerStreams, AnswerRelay, AnswerRelay]]:
+    """A producing replica (its registry and relay, running) and another replica's relay."""
+    redis = Redis.from_url(REDIS_URL)
+    await _forget(redis)
+    here = AnswerRelay(redis, redis, retention_s=60, buffer_max_bytes=1 << 20)
+    there = AnswerRelay(redis, redis, retention_s=60, buffer_max_bytes=1 << 20)
+    streams = AnswerStreams(
+        grace_s=30, retention_s=60, buffer_max_bytes=1 << 20, memory_max_bytes=1 << 20
+    )
+    streams.mirror = here
+    try:
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(streams.run)
+            tasks.start_soon(here.run, streams)
+            await anyio.sleep(0.1)  # subscribed to the cancels
+            yield streams, here, there
+            tasks.cancel_scope.cancel()
+    finally:
+        await _forget(redis)
+        await redis.aclose()
+
+
+async def _start(rig: Rig, streams: AnswerStreams) -> LiveAnswer:
+    answer = rig.answer()
+    await answer.open()
+    return streams.start(
+        answer,
+        request_id=f"req_{len(rig.answers) - 1}",
+        app_id=rig.ctx.app_id,
+        user=None,
+        encode=encode,
+        encode_error=encode_error,
+    )
+
+
+def _error(error: GatewayError, event_id: int) -> bytes:
+    return encode_error(error, event_id) + b"\n\n"
+
+
+async def test_another_replica_finds_an_answer_younger_than_a_write_and_follows_it(
+    rig: Rig,
+) -> None:
+    rig.upstream.delay = 0.02
+    async with replicas() as (streams, _here, there), anyio.create_task_group() as tasks:
+        live = await _start(rig, streams)
+        tasks.start_soon(streams.produce, live)
+        await there.check("req_0", rig.ctx.app_id, None)  # at once: before the first write
+        with pytest.raises(NotFound):
+            await there.check("req_0", "another_app", None)
+        followed = [chunk async for chunk in there.follow("req_0", 0, _error)]
+    # The test encoder's events have no blank line: Redis holds them as written, joined.
+    assert b"".join(followed) == b"".join(live.log.since(0) or [])
+    assert (await rig.record())["outcome"] == "completed"
+
+
+async def test_an_unknown_answer_is_looked_for_two_writes_long_then_not_found(rig: Rig) -> None:
+    async with replicas() as (_streams, _here, there):
+        started = time.monotonic()
+        with pytest.raises(NotFound):
+            await there.check("req_never", rig.ctx.app_id, None)
+        assert UNKNOWN_GRACE_S <= time.monotonic() - started < UNKNOWN_GRACE_S + 1
+
+
+async def test_a_cancel_sent_to_another_replica_stops_the_answer_where_it_runs(rig: Rig) -> None:
+    rig.upstream.delay = 0.2
+    async with replicas() as (streams, _here, there), anyio.create_task_group() as tasks:
+        live = await _start(rig, streams)
+        tasks.start_soon(streams.produce, live)
+        await there.check("req_0", rig.ctx.app_id, None)
+        await there.cancel("req_0")
+        with anyio.fail_after(1):  # the producing replica stops it within a second
+            while not live.log.ended:
+                await live.log.wait()
+    assert (await rig.record())["outcome"] == "cancelled"
+    assert rig.upstream.streams[0].closed
