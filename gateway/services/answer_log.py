@@ -7,13 +7,19 @@ event appended meanwhile (events the upstream delivered together leave in one wr
 The log is bounded twice: per answer (``max_bytes``: the oldest events are dropped, so a
 replay from before them is refused) and per process, through the shared ``Budget`` that the
 registry (``gateway.services.answer_streams``) keeps under its limit.
+
+An ended answer is kept for its retention window; ``compact`` then holds its events in one
+bytes object and an array of their ends, not one object each: a delta of a few dozen bytes
+costs twice that as an object of its own, and the budget counts only the bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections.abc import Callable
+from itertools import accumulate
 
 
 class Budget:
@@ -28,11 +34,24 @@ class Budget:
 
 
 class AnswerLog:
-    __slots__ = ("_budget", "_events", "_first", "_max_bytes", "_waiters", "ended_at", "size")
+    __slots__ = (
+        "_blob",
+        "_budget",
+        "_ends",
+        "_events",
+        "_first",
+        "_max_bytes",
+        "_waiters",
+        "ended_at",
+        "size",
+    )
 
     def __init__(self, *, max_bytes: int, budget: Budget) -> None:
         self._events: list[bytes] = []
-        self._first = 1  # the id of _events[0]
+        self._first = 1  # the id of the first event held
+        #: Once compacted: every event in one bytes object, and where each one ends in it.
+        self._blob: bytes | None = None
+        self._ends: array[int] | None = None
         self._max_bytes = max_bytes
         self._budget = budget
         self._waiters: list[asyncio.Future[None]] = []
@@ -42,11 +61,18 @@ class AnswerLog:
 
     @property
     def next_id(self) -> int:
-        return self._first + len(self._events)
+        return self._first + self._count()
 
     @property
     def last_id(self) -> int:
-        return self._first + len(self._events) - 1
+        return self._first + self._count() - 1
+
+    def _count(self) -> int:
+        return len(self._events) if self._ends is None else len(self._ends)
+
+    @property
+    def compacted(self) -> bool:
+        return self._ends is not None
 
     @property
     def ended(self) -> bool:
@@ -76,7 +102,18 @@ class AnswerLog:
         start = after + 1 - self._first
         if start < 0:
             return None
-        return self._events[start:]
+        if self._blob is None or self._ends is None:
+            return self._events[start:]
+        blob, ends = self._blob, self._ends
+        return [blob[ends[n - 1] if n else 0 : ends[n]] for n in range(start, len(ends))]
+
+    def compact(self) -> None:
+        """Hold the events of an ended answer in one object (``since`` is unchanged)."""
+        if self.ended_at is None or self._blob is not None:
+            return
+        self._ends = array("Q", accumulate(len(data) for data in self._events))
+        self._blob = b"".join(self._events)
+        self._events = []
 
     def replayable_from(self, after: int) -> bool:
         return after + 1 >= self._first
@@ -90,7 +127,15 @@ class AnswerLog:
         await waiter
 
     def trim(self, keep_bytes: int) -> int:
-        """Drop the oldest events until at most ``keep_bytes`` are held; the bytes freed."""
+        """Drop the oldest events until at most ``keep_bytes`` are held; the bytes freed (a
+        compacted log, only ended answers', is dropped whole)."""
+        if self._ends is not None:
+            if self.size <= keep_bytes:
+                return 0
+            freed, self._first = self.size, self._first + len(self._ends)
+            self._blob, self._ends, self.size = None, array("Q"), 0
+            self._budget.used -= freed
+            return freed
         dropped = freed = 0
         size = self.size
         while size - freed > keep_bytes and dropped < len(self._events):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -80,6 +80,9 @@ class Production:
 TOMBSTONES = 10_000
 #: After an overflow, evict down to this share of the memory bound (not one answer per event).
 LOW_WATER = 0.9
+#: An ended answer's log is compacted this long after its end: after the relay copied it and
+#: its readers took its last events.
+COMPACT_AFTER_S = 1.0
 SHUTDOWN_MESSAGE = "The gateway is restarting; the answer was cut. Retry it."
 
 
@@ -135,6 +138,7 @@ class AnswerStreams:
         self._budget = Budget(memory_max_bytes, self._over_budget)
         self._live: dict[str, LiveAnswer] = {}
         self._ended: OrderedDict[str, LiveAnswer] = OrderedDict()  # oldest end first
+        self._fresh: deque[LiveAnswer] = deque()  # ended, not compacted yet (oldest first)
         self._gone: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self._hosting = False
 
@@ -228,6 +232,7 @@ class AnswerStreams:
             live.grace = None
         if live.resumable:
             self._ended[live.request_id] = live
+            self._fresh.append(live)
         elif live.readers == 0:
             live.log.release()
 
@@ -293,12 +298,18 @@ class AnswerStreams:
         return (time.monotonic() if now is None else now) - ended_at >= self.retention_s
 
     def _sweep(self, now: float) -> None:
-        for live in list(self._ended.values()):
+        fresh = self._fresh
+        while fresh and now - (fresh[0].log.ended_at or now) >= COMPACT_AFTER_S:
+            fresh.popleft().log.compact()
+        expired = []
+        for live in self._ended.values():
             ended_at = live.log.ended_at
             if ended_at is not None and not self._expired(ended_at, now):
                 break  # the rest ended later
             if live.readers == 0:  # a reader still sending it keeps it until it is done
-                self._forget(live)
+                expired.append(live)
+        for live in expired:
+            self._forget(live)
         if self._metrics is not None:
             self._metrics.streams_buffered_bytes.set(self._budget.used)
 

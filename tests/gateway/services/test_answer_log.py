@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import anyio
 import pytest
 
@@ -80,3 +82,32 @@ async def test_a_waiting_reader_is_woken_by_an_append_and_by_the_end() -> None:
         log.end()
     assert seen == [[event(1), event(2)], [event(3)]]
     assert log.ended_at is not None
+
+
+def delta(n: int) -> bytes:
+    return f'id: {n}\nevent: delta\ndata: {{"text":"w{n}"}}\n\n'.encode()
+
+
+def test_a_compacted_log_replays_the_same_events_in_less_memory() -> None:
+    budget = Budget(1 << 20)
+    tracemalloc.start()
+    try:
+        log = AnswerLog(max_bytes=1 << 20, budget=budget)
+        for n in range(1, 51):
+            log.append(delta(n))
+        log.compact()  # running: nothing happens
+        assert log.since(48) == [delta(49), delta(50)]
+        log.end()
+        held = tracemalloc.get_traced_memory()[0]
+        log.compact()
+        compacted = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert compacted < held * 0.8  # one object and an array, not fifty objects
+
+    for after in range(52):
+        assert log.since(after) == [delta(n) for n in range(after + 1, 51)]
+    assert (log.next_id, log.last_id, budget.used) == (51, 50, log.size)
+    log.release()
+    assert budget.used == 0 and log.size == 0
+    assert log.since(0) is None and log.since(50) == [] and log.next_id == 51

@@ -11,6 +11,7 @@ import pytest
 from anyio.abc import TaskGroup
 
 from gateway.core.errors import GatewayError, NotFound, StreamExpired
+from gateway.services import answer_streams
 from gateway.services.answer_log import AnswerLog
 from gateway.services.answer_streams import AnswerStreams, LiveAnswer
 from gateway.services.ask import Answer, AnswerEvent, Delta, Done
@@ -297,3 +298,21 @@ async def test_an_answer_whose_first_reader_left_before_it_started_is_settled(ri
 
 async def _value(value: int) -> int:
     return value
+
+
+async def test_an_ended_answer_is_compacted_and_still_replayed(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(answer_streams, "COMPACT_AFTER_S", 0.0)
+    async with hosted(retention_s=2) as streams:  # swept every 0.5 s
+        live = await started(rig, streams)
+        events = await follow(live.log)
+        await retired(streams)
+        streams.detach(live)
+
+        async def compacted() -> bool:
+            return live.log.compacted
+
+        await poll(compacted, bool)
+        assert streams.find("req_0", rig.ctx.app_id, None) is live
+        assert live.log.since(0) == events and live.log.since(2) == events[2:]
