@@ -1,8 +1,9 @@
 """One answer's event log: its encoded SSE events, numbered from 1, that readers follow.
 
-The producer appends; any number of readers follow from an id of their choosing. Appending is
-a list append and, only when a reader waits, one future set: a reader woken once takes every
-event appended meanwhile (events the upstream delivered together leave in one write).
+The producer appends, a batch at a time (the events the upstream delivered together); any
+number of readers follow from an id of their choosing. Appending is a list extend and, only
+when a reader waits, one future set: a reader woken once takes every event appended meanwhile
+(events the upstream delivered together leave in one write).
 
 The log is bounded twice: per answer (``max_bytes``: the oldest events are dropped, so a
 replay from before them is refused) and per process, through the shared ``Budget`` that the
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import accumulate
 
 
@@ -79,8 +80,13 @@ class AnswerLog:
         return self.ended_at is not None
 
     def append(self, data: bytes) -> None:
-        self._events.append(data)
-        size = len(data)
+        self.extend((data,))
+
+    def extend(self, events: Sequence[bytes]) -> None:
+        """Append ``events`` (the producer's batch: what the upstream delivered together), with
+        one round of accounting and one wake-up for all of them."""
+        self._events.extend(events)
+        size = sum(map(len, events))
         self.size += size
         budget = self._budget
         budget.used += size
@@ -111,9 +117,35 @@ class AnswerLog:
         """Hold the events of an ended answer in one object (``since`` is unchanged)."""
         if self.ended_at is None or self._blob is not None:
             return
-        self._ends = array("Q", accumulate(len(data) for data in self._events))
+        self._ends = array("Q", accumulate(map(len, self._events)))
         self._blob = b"".join(self._events)
         self._events = []
+
+    def kept(self) -> tuple[int, bytes, bytes]:
+        """An ended log as plain values, for ``restored``: the id of its first event, its
+        events in one bytes object, and where each one ends in it (an ``array('Q')``'s bytes)."""
+        self.compact()
+        assert self._blob is not None, "only an ended log is kept"
+        assert self._ends is not None
+        return self._first, self._blob, self._ends.tobytes()
+
+    @classmethod
+    def restored(
+        cls,
+        first: int,
+        blob: bytes,
+        ends: bytes,
+        *,
+        ended_at: float,
+        max_bytes: int,
+        budget: Budget,
+    ) -> AnswerLog:
+        """The log that ``kept`` described; ``budget`` counts its bytes already."""
+        log = cls(max_bytes=max_bytes, budget=budget)
+        log._first, log._blob, log._ends = first, blob, array("Q")
+        log._ends.frombytes(ends)
+        log.size, log.ended_at = len(blob), ended_at
+        return log
 
     def replayable_from(self, after: int) -> bool:
         return after + 1 >= self._first

@@ -83,6 +83,11 @@ LOW_WATER = 0.9
 #: An ended answer's log is compacted this long after its end: after the relay copied it and
 #: its readers took its last events.
 COMPACT_AFTER_S = 1.0
+#: An ended answer kept for resumes, once compacted, as plain values: its app, user, end
+#: (``time.monotonic()``), and its log (``AnswerLog.kept``). The collector does not track a
+#: tuple of strings, bytes and numbers, while it walks every object of a class on each full
+#: collection: minutes of kept answers as objects made every collection that much slower.
+Kept = tuple[str, str | None, float, int, bytes, bytes]
 SHUTDOWN_MESSAGE = "The gateway is restarting; the answer was cut. Retry it."
 
 
@@ -137,8 +142,8 @@ class AnswerStreams:
         self.mirror = mirror  # set once, before ``run``
         self._budget = Budget(memory_max_bytes, self._over_budget)
         self._live: dict[str, LiveAnswer] = {}
-        self._ended: OrderedDict[str, LiveAnswer] = OrderedDict()  # oldest end first
-        self._fresh: deque[LiveAnswer] = deque()  # ended, not compacted yet (oldest first)
+        self._ended: OrderedDict[str, LiveAnswer | Kept] = OrderedDict()  # oldest end first
+        self._fresh: deque[LiveAnswer] = deque()  # ended, not kept as values yet (oldest first)
         self._gone: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self._hosting = False
 
@@ -239,6 +244,8 @@ class AnswerStreams:
     def find(self, request_id: str, app_id: str, user: str | None) -> LiveAnswer:
         """The answer this caller may read; NotFound, or StreamExpired after its retention."""
         live = self._live.get(request_id) or self._ended.get(request_id)
+        if isinstance(live, tuple):
+            live = self._restore(request_id, live) if may_read(*live[:2], app_id, user) else None
         if live is not None and live.resumable and may_read(live.app_id, live.user, app_id, user):
             if live.log.ended_at is not None and self._expired(live.log.ended_at):
                 raise StreamExpired(_expired_message(request_id))
@@ -247,6 +254,17 @@ class AnswerStreams:
         if live is None and owner is not None and may_read(*owner, app_id, user):
             raise StreamExpired(_expired_message(request_id))
         raise NotFound(f"No answer {request_id!r} for this token.")
+
+    def _restore(self, request_id: str, kept: Kept) -> LiveAnswer:
+        """A kept answer as an object again, for its readers (kept again once they are done)."""
+        app_id, user, ended_at, first, blob, ends = kept
+        log = AnswerLog.restored(
+            first, blob, ends, ended_at=ended_at, max_bytes=self._buffer_max, budget=self._budget
+        )
+        live = LiveAnswer(request_id, app_id, user, log, True, None, readers=0)
+        self._ended[request_id] = live  # in its place: the order is the order of ends
+        self._fresh.append(live)
+        return live
 
     def attach(self, live: LiveAnswer, after: int) -> None:
         """A new reader of ``live`` from the event after id ``after``."""
@@ -298,25 +316,36 @@ class AnswerStreams:
         return (time.monotonic() if now is None else now) - ended_at >= self.retention_s
 
     def _sweep(self, now: float) -> None:
-        fresh = self._fresh
+        fresh, ended = self._fresh, self._ended
         while fresh and now - (fresh[0].log.ended_at or now) >= COMPACT_AFTER_S:
-            fresh.popleft().log.compact()
-        expired = []
-        for live in self._ended.values():
+            live = fresh.popleft()
+            if live.readers > 0 or ended.get(live.request_id) is not live:
+                live.log.compact()  # still read (kept as it is), or forgotten meanwhile
+                continue
             ended_at = live.log.ended_at
+            assert ended_at is not None
+            ended[live.request_id] = (live.app_id, live.user, ended_at, *live.log.kept())
+        expired = []
+        for request_id, entry in ended.items():
+            ended_at = entry[2] if isinstance(entry, tuple) else entry.log.ended_at
             if ended_at is not None and not self._expired(ended_at, now):
                 break  # the rest ended later
-            if live.readers == 0:  # a reader still sending it keeps it until it is done
-                expired.append(live)
-        for live in expired:
-            self._forget(live)
+            # A reader still sending it keeps it until it is done.
+            if isinstance(entry, tuple) or entry.readers == 0:
+                expired.append(request_id)
+        for request_id in expired:
+            self._forget(request_id)
         if self._metrics is not None:
             self._metrics.streams_buffered_bytes.set(self._budget.used)
 
-    def _forget(self, live: LiveAnswer) -> None:
-        self._ended.pop(live.request_id, None)
-        live.log.release()
-        self._gone[live.request_id] = (live.app_id, live.user)
+    def _forget(self, request_id: str) -> None:
+        entry = self._ended.pop(request_id)
+        if isinstance(entry, tuple):
+            self._budget.used -= len(entry[4])
+            self._gone[request_id] = (entry[0], entry[1])
+        else:
+            entry.log.release()
+            self._gone[request_id] = (entry.app_id, entry.user)
         while len(self._gone) > TOMBSTONES:
             self._gone.popitem(last=False)
 
@@ -324,11 +353,11 @@ class AnswerStreams:
         """The logs hold more than the bound: evict ended answers, oldest first."""
         budget = self._budget
         target = int(budget.limit * LOW_WATER)
-        for ended in list(self._ended.values()):
+        for request_id, ended in list(self._ended.items()):
             if budget.used <= target:
                 break
-            if ended.readers == 0:
-                self._forget(ended)
+            if isinstance(ended, tuple) or ended.readers == 0:
+                self._forget(request_id)
                 if self._metrics is not None:
                     self._metrics.streams_evicted.inc()
         # Only running answers left: they keep following, but lose their oldest events.
@@ -347,22 +376,39 @@ async def _produce(
         pending.append(_add_last(log, production.encode_error(production.failed, log.next_id)))
         return
     answer, observe = production.answer, production.observe
-    more_ready = answer.more_ready
+    more_ready, finished = answer.more_ready, answer.finished
+    # The events the upstream delivered together, not in the log yet: they join it (and go to
+    # the sink) in one batch, before the producer next waits for the upstream. Per event, the
+    # loop only encodes and collects; the log's accounting runs once per batch.
+    batch: list[bytes] = []
+    event_id = log.next_id
     assert live.scope is not None
-    with live.scope:
-        async for event in answer.events():
-            if observe is not None:
-                await observe.see(event)
-            data = encode(event, log.next_id)
-            if data is not None:
-                log.append(data)
-                if sink is not None:
-                    pending.append(data)
-            # Events the upstream delivered together leave together; the last one leaves
-            # with the end of the response.
-            if pending and not more_ready() and not answer.finished():
-                await _deliver(sink, pending, last=False)
-        log.end()
+    try:
+        with live.scope:
+            async for event in answer.events():
+                if observe is not None:
+                    await observe.see(event)
+                data = encode(event, event_id)
+                if data is not None:
+                    batch.append(data)
+                    event_id += 1
+                if batch and not more_ready():
+                    _log_batch(log, batch, sink, pending)
+                    # The last events leave with the end of the response.
+                    if pending and not finished():
+                        await _deliver(sink, pending, last=False)
+            _log_batch(log, batch, sink, pending)
+            log.end()
+    finally:
+        _log_batch(log, batch, sink, pending)  # stopped mid-batch: what was read is kept
+
+
+def _log_batch(log: AnswerLog, batch: list[bytes], sink: Sink | None, pending: list[bytes]) -> None:
+    if batch:
+        log.extend(batch)
+        if sink is not None:
+            pending.extend(batch)
+        batch.clear()
 
 
 def _stopped(live: LiveAnswer, production: Production) -> bytes:

@@ -3,6 +3,7 @@ retention; every answer settled and recorded once, whoever reads it."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -300,7 +301,14 @@ async def _value(value: int) -> int:
     return value
 
 
-async def test_an_ended_answer_is_compacted_and_still_replayed(
+async def kept_as_values(streams: AnswerStreams, request_id: str) -> bool:
+    """Whether the registry holds the ended answer in a form the garbage collector does not
+    track (white box: that form is the point, minutes of kept answers cost collections nothing)."""
+    gc.collect()  # the collector stops tracking a tuple of plain values when it meets one
+    return not gc.is_tracked(streams._ended[request_id])
+
+
+async def test_an_ended_answer_is_kept_as_plain_values_and_still_replayed(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(answer_streams, "COMPACT_AFTER_S", 0.0)
@@ -309,10 +317,53 @@ async def test_an_ended_answer_is_compacted_and_still_replayed(
         events = await follow(live.log)
         await retired(streams)
         streams.detach(live)
+        held = streams.buffered_bytes
 
         async def compacted() -> bool:
             return live.log.compacted
 
         await poll(compacted, bool)
-        assert streams.find("req_0", rig.ctx.app_id, None) is live
-        assert live.log.since(0) == events and live.log.since(2) == events[2:]
+        assert await kept_as_values(streams, "req_0")
+        with pytest.raises(NotFound):
+            streams.find("req_0", "another_app", None)
+
+        restored = streams.find("req_0", rig.ctx.app_id, None)
+        assert restored is not live  # an object again, for its readers
+        streams.attach(restored, 2)
+        assert restored.log.since(0) == events and await follow(restored.log, 2) == events[2:]
+        assert streams.find("req_0", rig.ctx.app_id, None) is restored  # one per answer
+        assert streams.buffered_bytes == held  # its bytes are counted once, whatever the form
+        streams.detach(restored)
+
+        await poll(lambda: kept_as_values(streams, "req_0"), bool)
+        assert streams.find("req_0", rig.ctx.app_id, None).log.since(1) == events[1:]
+
+        async def buffered() -> int:
+            return streams.buffered_bytes
+
+        await poll(buffered, lambda n: n == 0, timeout=5)  # expired: its bytes released
+        with pytest.raises(StreamExpired):
+            streams.find("req_0", rig.ctx.app_id, None)
+
+
+async def test_kept_answers_are_evicted_oldest_first_past_the_memory_bound(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(answer_streams, "COMPACT_AFTER_S", 0.0)
+    async with hosted(memory=1024) as streams:
+        first = await started(rig, streams)
+        size = len(b"".join(await follow(first.log)))
+        await retired(streams)
+        streams.detach(first)
+
+        await poll(lambda: kept_as_values(streams, "req_0"), bool)
+        for _ in range(1024 // size + 1):  # one more than the bound holds
+            live = await started(rig, streams)
+            await follow(live.log)
+            await retired(streams)
+            streams.detach(live)
+        assert streams.buffered_bytes <= 1024
+        with pytest.raises(StreamExpired):  # evicted, the oldest; its owner is told so
+            streams.find("req_0", rig.ctx.app_id, None)
+        newest = f"req_{len(rig.answers) - 1}"
+        assert streams.find(newest, rig.ctx.app_id, None).log.since(0)
