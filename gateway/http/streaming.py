@@ -276,8 +276,9 @@ class AnswerResponse(SSEResponse):
         try:
             if last:
                 await self._end(send, data)
-            else:
-                await self._send(send, loop, data)
+            else:  # ``_send`` inlined: this runs once per event of a paced answer
+                self._last_sent = loop.time()
+                await send({"type": "http.response.body", "body": data, "more_body": True})
         except (OSError, ClientDisconnect):
             self._leave()
 

@@ -370,7 +370,8 @@ class AnswerStreams:
 async def _produce(
     live: LiveAnswer, production: Production, sink: Sink | None, pending: list[bytes]
 ) -> None:
-    """The answer's events into its log (and ``pending``, for the sink), to its last one."""
+    """The answer's events into its log, to its last one, and to the sink as they come (its
+    last ones are left in ``pending``: they leave with the end of the response)."""
     log, encode = live.log, production.encode
     if production.failed is not None:
         pending.append(_add_last(log, production.encode_error(production.failed, log.next_id)))
@@ -393,10 +394,16 @@ async def _produce(
                     batch.append(data)
                     event_id += 1
                 if batch and not more_ready():
-                    _log_batch(log, batch, sink, pending)
-                    # The last events leave with the end of the response.
-                    if pending and not finished():
-                        await _deliver(sink, pending, last=False)
+                    log.extend(batch)
+                    if sink is None:
+                        batch.clear()
+                    elif finished():  # the last events leave with the end of the response
+                        pending.extend(batch)
+                        batch.clear()
+                    else:
+                        data = batch[0] if len(batch) == 1 else b"".join(batch)
+                        batch.clear()
+                        await sink.deliver(data, last=False)
             _log_batch(log, batch, sink, pending)
             log.end()
     finally:
