@@ -200,16 +200,9 @@ class AnswerReader(SSEResponse):
     detaches when it ends, whatever ended it."""
 
     def __init__(
-        self,
-        streams: AnswerStreams,
-        live: LiveAnswer,
-        *,
-        ping_interval: float,
-        after: int = 0,
-        headers: Mapping[str, str] | None = None,
-        watch: ClientWatch | None = None,
+        self, streams: AnswerStreams, live: LiveAnswer, *, ping_interval: float, after: int = 0
     ) -> None:
-        super().__init__(ping_interval=ping_interval, headers=headers, watch=watch)
+        super().__init__(ping_interval=ping_interval)
         self._streams = streams
         self._live = live
         self._after = after

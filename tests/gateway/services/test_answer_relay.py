@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 
 from gateway.core.errors import GatewayError, NotFound
 from gateway.services.answer_relay import UNKNOWN_GRACE_S, AnswerRelay
-from gateway.services.answer_streams import AnswerStreams, LiveAnswer
+from gateway.services.answer_streams import AnswerStreams
 from tests.gateway.services.conftest import Rig
-from tests.gateway.services.test_answer_streams import encode, encode_error
+from tests.gateway.services.test_answer_streams import encode_error, registered
 
 pytestmark = [
     pytest.mark.anyio,
@@ -58,19 +58,6 @@ async def replicas() -> AsyncIterator[tuple[AnswerStreams, AnswerRelay, AnswerRe
         await redis.aclose()
 
 
-async def _start(rig: Rig, streams: AnswerStreams) -> LiveAnswer:
-    answer = rig.answer()
-    await answer.open()
-    return streams.start(
-        answer,
-        request_id=f"req_{len(rig.answers) - 1}",
-        app_id=rig.ctx.app_id,
-        user=None,
-        encode=encode,
-        encode_error=encode_error,
-    )
-
-
 def _error(error: GatewayError, event_id: int) -> bytes:
     return encode_error(error, event_id) + b"\n\n"
 
@@ -80,7 +67,7 @@ async def test_another_replica_finds_an_answer_younger_than_a_write_and_follows_
 ) -> None:
     rig.upstream.delay = 0.02
     async with replicas() as (streams, _here, there), anyio.create_task_group() as tasks:
-        live = await _start(rig, streams)
+        live = await registered(rig, streams)
         tasks.start_soon(streams.produce, live)
         await there.check("req_0", rig.ctx.app_id, None)  # at once: before the first write
         with pytest.raises(NotFound):
@@ -102,7 +89,7 @@ async def test_an_unknown_answer_is_looked_for_two_writes_long_then_not_found(ri
 async def test_a_cancel_sent_to_another_replica_stops_the_answer_where_it_runs(rig: Rig) -> None:
     rig.upstream.delay = 0.2
     async with replicas() as (streams, _here, there), anyio.create_task_group() as tasks:
-        live = await _start(rig, streams)
+        live = await registered(rig, streams)
         tasks.start_soon(streams.produce, live)
         await there.check("req_0", rig.ctx.app_id, None)
         await there.cancel("req_0")
