@@ -245,7 +245,9 @@ class AnswerStreams:
         """The answer this caller may read; NotFound, or StreamExpired after its retention."""
         live = self._live.get(request_id) or self._ended.get(request_id)
         if isinstance(live, tuple):
-            live = self._restore(request_id, live) if may_read(*live[:2], app_id, user) else None
+            live = (
+                self._restore(request_id, live) if may_read(*_owner(live), app_id, user) else None
+            )
         if live is not None and live.resumable and may_read(live.app_id, live.user, app_id, user):
             if live.log.ended_at is not None and self._expired(live.log.ended_at):
                 raise StreamExpired(_expired_message(request_id))
@@ -330,8 +332,7 @@ class AnswerStreams:
             ended_at = entry[2] if isinstance(entry, tuple) else entry.log.ended_at
             if ended_at is not None and not self._expired(ended_at, now):
                 break  # the rest ended later
-            # A reader still sending it keeps it until it is done.
-            if isinstance(entry, tuple) or entry.readers == 0:
+            if _unread(entry):  # a reader still sending it keeps it until it is done
                 expired.append(request_id)
         for request_id in expired:
             self._forget(request_id)
@@ -341,11 +342,10 @@ class AnswerStreams:
     def _forget(self, request_id: str) -> None:
         entry = self._ended.pop(request_id)
         if isinstance(entry, tuple):
-            self._budget.used -= len(entry[4])
-            self._gone[request_id] = (entry[0], entry[1])
+            self._budget.used -= len(entry[4])  # its events' bytes
         else:
             entry.log.release()
-            self._gone[request_id] = (entry.app_id, entry.user)
+        self._gone[request_id] = _owner(entry)
         while len(self._gone) > TOMBSTONES:
             self._gone.popitem(last=False)
 
@@ -356,7 +356,7 @@ class AnswerStreams:
         for request_id, ended in list(self._ended.items()):
             if budget.used <= target:
                 break
-            if isinstance(ended, tuple) or ended.readers == 0:
+            if _unread(ended):
                 self._forget(request_id)
                 if self._metrics is not None:
                     self._metrics.streams_evicted.inc()
@@ -393,17 +393,15 @@ async def _produce(
                 if data is not None:
                     batch.append(data)
                     event_id += 1
-                if batch and not more_ready():
+                if not batch or more_ready():
+                    continue
+                if sink is None or finished():  # the last events leave with the response's end
+                    _log_batch(log, batch, sink, pending)
+                else:
                     log.extend(batch)
-                    if sink is None:
-                        batch.clear()
-                    elif finished():  # the last events leave with the end of the response
-                        pending.extend(batch)
-                        batch.clear()
-                    else:
-                        data = batch[0] if len(batch) == 1 else b"".join(batch)
-                        batch.clear()
-                        await sink.deliver(data, last=False)
+                    data = batch[0] if len(batch) == 1 else b"".join(batch)
+                    batch.clear()
+                    await sink.deliver(data, last=False)
             _log_batch(log, batch, sink, pending)
             log.end()
     finally:
@@ -411,11 +409,22 @@ async def _produce(
 
 
 def _log_batch(log: AnswerLog, batch: list[bytes], sink: Sink | None, pending: list[bytes]) -> None:
+    """``batch`` into the log, and into ``pending`` for the sink to take with the end."""
     if batch:
         log.extend(batch)
         if sink is not None:
             pending.extend(batch)
         batch.clear()
+
+
+def _owner(entry: LiveAnswer | Kept) -> tuple[str, str | None]:
+    """The app and user of an ended answer, whatever its form."""
+    return (entry[0], entry[1]) if isinstance(entry, tuple) else (entry.app_id, entry.user)
+
+
+def _unread(entry: LiveAnswer | Kept) -> bool:
+    """No reader is sending it (a kept answer has none: a reader restores it first)."""
+    return isinstance(entry, tuple) or entry.readers == 0
 
 
 def _stopped(live: LiveAnswer, production: Production) -> bytes:
