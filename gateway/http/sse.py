@@ -28,12 +28,18 @@ def event(name: str, data: Any, event_id: int | None = None) -> bytes:
     return body if event_id is None else b"id: %d\n%b" % (event_id, body)
 
 
-_DELTA_DATA = b"\nevent: " + EVENT_DELTA.encode() + b'\ndata: {"text":'
+def _delta_head(event_id: int) -> bytes:
+    return b'id: %d\nevent: %b\ndata: {"text":' % (event_id, EVENT_DELTA.encode())
+
+
+#: The start of the first deltas' events, ready made: formatting the id into each one made a
+#: delta a quarter slower to encode (timeit: 105 -> 131 ns), once per token.
+_DELTA_HEADS = tuple(_delta_head(event_id) for event_id in range(1024))
 
 
 def delta(text: str, event_id: int) -> bytes:
-    # One formatting operation: the event is built once, never copied again on its way out.
-    return b"id: %d%b%b}\n\n" % (event_id, _DELTA_DATA, orjson.dumps(text))
+    head = _DELTA_HEADS[event_id] if event_id < 1024 else _delta_head(event_id)
+    return head + orjson.dumps(text) + b"}\n\n"
 
 
 def error_event(error: GatewayError, request_id: str, event_id: int) -> bytes:
