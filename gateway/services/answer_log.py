@@ -11,7 +11,9 @@ registry (``gateway.services.answer_streams``) keeps under its limit.
 
 An ended answer is kept for its retention window; ``compact`` then holds its events in one
 bytes object and an array of their ends, not one object each: a delta of a few dozen bytes
-costs twice that as an object of its own, and the budget counts only the bytes.
+costs twice that as an object of its own, and the budget counts only the bytes. ``kept`` gives
+only the bytes: where each event ends is found again, if the answer is ever read, from the
+blank line that ends every SSE event (and that none holds inside: its data is one JSON line).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import time
 from array import array
 from collections.abc import Callable, Sequence
 from itertools import accumulate
+
+#: What ends every event of the log (SSE); no event holds it anywhere else.
+EVENT_END = b"\n\n"
 
 
 class Budget:
@@ -86,7 +91,8 @@ class AnswerLog:
         """Append ``events`` (the producer's batch: what the upstream delivered together), with
         one round of accounting and one wake-up for all of them."""
         self._events.extend(events)
-        size = sum(map(len, events))
+        # Paced answers come one event a batch: no map and sum for those.
+        size = len(events[0]) if len(events) == 1 else sum(map(len, events))
         self.size += size
         budget = self._budget
         budget.used += size
@@ -121,29 +127,19 @@ class AnswerLog:
         self._blob = b"".join(self._events)
         self._events = []
 
-    def kept(self) -> tuple[int, bytes, bytes]:
-        """An ended log as plain values, for ``restored``: the id of its first event, its
-        events in one bytes object, and where each one ends in it (an ``array('Q')``'s bytes)."""
-        self.compact()
-        assert self._blob is not None, "only an ended log is kept"
-        assert self._ends is not None
-        return self._first, self._blob, self._ends.tobytes()
+    def kept(self) -> tuple[int, bytes]:
+        """An ended log as plain values, for ``restored``: the id of its first event and its
+        events in one bytes object."""
+        assert self.ended_at is not None, "only an ended log is kept"
+        return self._first, b"".join(self._events) if self._blob is None else self._blob
 
     @classmethod
     def restored(
-        cls,
-        first: int,
-        blob: bytes,
-        ends: bytes,
-        *,
-        ended_at: float,
-        max_bytes: int,
-        budget: Budget,
+        cls, first: int, blob: bytes, *, ended_at: float, max_bytes: int, budget: Budget
     ) -> AnswerLog:
         """The log that ``kept`` described; ``budget`` counts its bytes already."""
         log = cls(max_bytes=max_bytes, budget=budget)
-        log._first, log._blob, log._ends = first, blob, array("Q")
-        log._ends.frombytes(ends)
+        log._first, log._blob, log._ends = first, blob, _ends_of(blob)
         log.size, log.ended_at = len(blob), ended_at
         return log
 
@@ -189,3 +185,14 @@ class AnswerLog:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def _ends_of(blob: bytes) -> array[int]:
+    """Where each event of ``blob`` ends (the offset after its blank line)."""
+    ends: array[int] = array("Q")
+    end = blob.find(EVENT_END)
+    while end >= 0:
+        end += len(EVENT_END)
+        ends.append(end)
+        end = blob.find(EVENT_END, end)
+    return ends

@@ -83,11 +83,12 @@ LOW_WATER = 0.9
 #: An ended answer's log is compacted this long after its end: after the relay copied it and
 #: its readers took its last events.
 COMPACT_AFTER_S = 1.0
-#: An ended answer kept for resumes, once compacted, as plain values: its app, user, end
-#: (``time.monotonic()``), and its log (``AnswerLog.kept``). The collector does not track a
-#: tuple of strings, bytes and numbers, while it walks every object of a class on each full
-#: collection: minutes of kept answers as objects made every collection that much slower.
-Kept = tuple[str, str | None, float, int, bytes, bytes]
+#: An ended answer kept for resumes, as plain values: its app, user, end
+#: (``time.monotonic()``), and its log (``AnswerLog.kept``: its first id, its events' bytes).
+#: The collector does not track a tuple of strings, bytes and numbers, while it walks every
+#: object of a class on each full collection: minutes of kept answers as objects made every
+#: collection that much slower.
+Kept = tuple[str, str | None, float, int, bytes]
 SHUTDOWN_MESSAGE = "The gateway is restarting; the answer was cut. Retry it."
 
 
@@ -259,9 +260,9 @@ class AnswerStreams:
 
     def _restore(self, request_id: str, kept: Kept) -> LiveAnswer:
         """A kept answer as an object again, for its readers (kept again once they are done)."""
-        app_id, user, ended_at, first, blob, ends = kept
+        app_id, user, ended_at, first, blob = kept
         log = AnswerLog.restored(
-            first, blob, ends, ended_at=ended_at, max_bytes=self._buffer_max, budget=self._budget
+            first, blob, ended_at=ended_at, max_bytes=self._buffer_max, budget=self._budget
         )
         live = LiveAnswer(request_id, app_id, user, log, True, None, readers=0)
         self._ended[request_id] = live  # in its place: the order is the order of ends

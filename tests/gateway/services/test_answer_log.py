@@ -111,3 +111,25 @@ def test_a_compacted_log_replays_the_same_events_in_less_memory() -> None:
     log.release()
     assert budget.used == 0 and log.size == 0
     assert log.since(0) is None and log.since(50) == [] and log.next_id == 51
+
+
+@pytest.mark.parametrize("compacted_first", [False, True])
+def test_a_kept_log_is_its_bytes_and_restored_replays_the_same_events(
+    compacted_first: bool,
+) -> None:
+    budget = Budget(1 << 20)
+    log = AnswerLog(max_bytes=1 << 20, budget=budget)
+    log.extend([delta(n) for n in range(1, 31)])
+    log.trim(log.size - len(delta(1)) * 5)  # the first five are gone: it starts at id 6
+    log.end()
+    if compacted_first:
+        log.compact()
+    first, blob = log.kept()
+    assert (first, blob) == (6, b"".join(delta(n) for n in range(6, 31)))
+
+    assert log.ended_at is not None
+    again = AnswerLog.restored(first, blob, ended_at=log.ended_at, max_bytes=1 << 20, budget=budget)
+    assert (again.next_id, again.last_id, again.size, again.ended) == (31, 30, len(blob), True)
+    assert again.since(4) is None  # dropped before it was kept
+    for after in range(5, 32):
+        assert again.since(after) == [delta(n) for n in range(after + 1, 31)]

@@ -27,16 +27,21 @@ pytestmark = [
 ]
 
 
+def sse(text: str) -> bytes:
+    """An event as the log holds it: it ends with a blank line, as every SSE event does."""
+    return text.encode() + b"\n\n"
+
+
 def encode(event: AnswerEvent, event_id: int) -> bytes | None:
     if isinstance(event, Delta):
-        return f"{event_id}:{event.chunk.text}".encode() if event.chunk.text else None
+        return sse(f"{event_id}:{event.chunk.text}") if event.chunk.text else None
     if isinstance(event, Done):
-        return f"{event_id}:done".encode()
+        return sse(f"{event_id}:done")
     return encode_error(event.error, event_id)
 
 
 def encode_error(error: GatewayError, event_id: int) -> bytes:
-    return f"{event_id}:error:{error.code}".encode()
+    return sse(f"{event_id}:error:{error.code}")
 
 
 class HostedStreams(AnswerStreams):
@@ -123,11 +128,16 @@ async def retired(streams: AnswerStreams) -> None:
 async def test_one_producer_streams_the_answer_settles_once_and_keeps_it(rig: Rig) -> None:
     async with hosted() as streams:
         live = await started(rig, streams)
-        assert await follow(live.log) == [b"1:one ", b"2:two ", b"3:three ", b"4:done"]
+        assert await follow(live.log) == [
+            sse("1:one "),
+            sse("2:two "),
+            sse("3:three "),
+            sse("4:done"),
+        ]
         await retired(streams)
         streams.detach(live)
         assert streams.find("req_0", rig.ctx.app_id, None) is live
-        assert live.log.since(2) == [b"3:three ", b"4:done"]  # replayable after its end
+        assert live.log.since(2) == [sse("3:three "), sse("4:done")]  # replayable after its end
         with pytest.raises(NotFound):
             streams.find("req_0", "another_app", None)
     assert rig.upstream.streams[0].closed
@@ -139,10 +149,10 @@ async def test_the_last_reader_leaving_without_grace_stops_the_answer(rig: Rig) 
     rig.upstream.delay = 0.05
     async with hosted(grace_s=0) as streams:
         live = await started(rig, streams)
-        assert await follow(live.log, count=1) == [b"1:one "]
+        assert await follow(live.log, count=1) == [sse("1:one ")]
         streams.detach(live)
         await retired(streams)
-    assert live.log.since(live.log.last_id - 1) == [f"{live.log.last_id}:error:cancelled".encode()]
+    assert live.log.since(live.log.last_id - 1) == [sse(f"{live.log.last_id}:error:cancelled")]
     assert rig.upstream.streams[0].closed
     record = await rig.record()
     assert (record["outcome"], record["http_status"]) == ("client_disconnected", 499)
@@ -153,11 +163,11 @@ async def test_a_reader_back_within_the_grace_gets_the_rest(rig: Rig) -> None:
     rig.upstream.delay = 0.05
     async with hosted(grace_s=30) as streams:
         live = await started(rig, streams)
-        assert await follow(live.log, count=1) == [b"1:one "]
+        assert await follow(live.log, count=1) == [sse("1:one ")]
         streams.detach(live)
         await anyio.sleep(0.1)  # the answer goes on while nobody reads
         streams.attach(live, 1)
-        assert await follow(live.log, 1) == [b"2:two ", b"3:three ", b"4:done"]
+        assert await follow(live.log, 1) == [sse("2:two "), sse("3:three "), sse("4:done")]
         await retired(streams)
     assert (await rig.record())["outcome"] == "completed"
     rig.settled_once(13)
@@ -169,7 +179,7 @@ async def test_nobody_back_within_the_grace_stops_the_answer(rig: Rig) -> None:
         live = await started(rig, streams)
         streams.detach(live)
         await retired(streams)
-    assert live.log.since(0)[-1].endswith(b":error:cancelled")  # type: ignore[index]
+    assert live.log.since(0)[-1].endswith(b":error:cancelled\n\n")  # type: ignore[index]
     assert (await rig.record())["outcome"] == "client_disconnected"
     assert len(rig.counters.settled) == 1
 
@@ -179,10 +189,10 @@ async def test_cancel_ends_every_reader_with_an_error_and_records_cancelled(rig:
     async with hosted() as streams:
         live = await started(rig, streams)
         streams.attach(live, 0)  # a second reader
-        assert await follow(live.log, count=1) == [b"1:one "]
+        assert await follow(live.log, count=1) == [sse("1:one ")]
         streams.cancel(live)
         first, second = await follow(live.log), await follow(live.log)
-        assert first == second and first[-1].endswith(b":error:cancelled")
+        assert first == second and first[-1].endswith(b":error:cancelled\n\n")
         await retired(streams)
     record = await rig.record()
     assert (record["outcome"], record["http_status"]) == ("cancelled", 499)
@@ -193,10 +203,10 @@ async def test_a_shutdown_ends_a_running_answer_and_records_it(rig: Rig) -> None
     rig.upstream.delay = 0.05
     async with hosted() as streams:
         live = await started(rig, streams)
-        assert await follow(live.log, count=1) == [b"1:one "]
+        assert await follow(live.log, count=1) == [sse("1:one ")]
     # Leaving the task group cancelled the producer, as the process's end does.
     assert live.log.ended
-    assert live.log.since(0)[-1].endswith(b":error:shutting_down")  # type: ignore[index]
+    assert live.log.since(0)[-1].endswith(b":error:shutting_down\n\n")  # type: ignore[index]
     assert rig.upstream.streams[0].closed
     record = await rig.record()
     assert (record["outcome"], record["http_status"]) == ("shutdown", 503)
@@ -260,10 +270,10 @@ async def test_the_producer_writes_to_its_first_reader_itself_the_last_event_wit
         with pytest.raises(RuntimeError):
             await streams.produce(live, sink)  # one producer per answer
     assert sink.calls == [
-        (b"1:one ", False),
-        (b"2:two ", False),
-        (b"3:three ", False),
-        (b"4:done", True),
+        (sse("1:one "), False),
+        (sse("2:two "), False),
+        (sse("3:three "), False),
+        (sse("4:done"), True),
     ]
     assert live.log.since(0) == [data for data, _ in sink.calls]  # what a resume replays
     assert (await rig.record())["outcome"] == "completed"
@@ -279,8 +289,8 @@ async def test_a_cancel_reaches_the_first_reader_as_its_last_event(rig: Rig) -> 
         await poll(lambda: _value(len(sink.calls)), lambda n: n >= 1)
         streams.cancel(live)
         await retired(streams)
-    assert sink.calls[0] == (b"1:one ", False)
-    assert sink.calls[-1][1] and sink.calls[-1][0].endswith(b":error:cancelled")
+    assert sink.calls[0] == (sse("1:one "), False)
+    assert sink.calls[-1][1] and sink.calls[-1][0].endswith(b":error:cancelled\n\n")
     assert sum(last for _, last in sink.calls) == 1
     assert (await rig.record())["outcome"] == "cancelled"
 
@@ -291,7 +301,7 @@ async def test_an_answer_whose_first_reader_left_before_it_started_is_settled(ri
         streams.detach(live)  # its response never started
         await streams.abandon(live)
         assert streams.running == 0
-    assert live.log.since(0)[-1].endswith(b":error:cancelled")  # type: ignore[index]
+    assert live.log.since(0)[-1].endswith(b":error:cancelled\n\n")  # type: ignore[index]
     assert rig.upstream.streams[0].closed
     assert (await rig.record())["outcome"] == "client_disconnected"
     assert len(rig.counters.settled) == 1
@@ -319,11 +329,7 @@ async def test_an_ended_answer_is_kept_as_plain_values_and_still_replayed(
         streams.detach(live)
         held = streams.buffered_bytes
 
-        async def compacted() -> bool:
-            return live.log.compacted
-
-        await poll(compacted, bool)
-        assert await kept_as_values(streams, "req_0")
+        await poll(lambda: kept_as_values(streams, "req_0"), bool)
         with pytest.raises(NotFound):
             streams.find("req_0", "another_app", None)
 
