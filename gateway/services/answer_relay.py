@@ -86,6 +86,11 @@ class AnswerRelay:
         self._mirrored: dict[str, _Mirrored] = {}
         self._news = anyio.Event()
 
+    @property
+    def mirroring(self) -> int:
+        """How many answers this process is still copying to Redis."""
+        return len(self._mirrored)
+
     def _failed(self, what: str, lost: RelayLost) -> None:
         logger.bind(error_type=str(lost)).warning(what)
         if self._metrics is not None:
@@ -146,13 +151,18 @@ class AnswerRelay:
         if not appends and not alive:
             return True
         try:
-            await events.write(
+            refused = await events.write(
                 self._redis, appends, alive, maxlen=self._maxlen, alive_s=ALIVE_S, ttl=self._ttl
             )
         except RelayLost as lost:
             self._failed("answers' events could not be relayed; retrying", lost)
             return False
         for mirrored, count in written:
+            request_id = mirrored.live.request_id
+            if request_id in refused:  # not retried: it would fail again, and hold up nothing
+                self._failed("an answer's events were refused", RelayLost(refused[request_id]))
+                self._mirrored.pop(request_id, None)
+                continue
             mirrored.position += count
             log = mirrored.live.log
             if log.ended and mirrored.position >= log.last_id:

@@ -1,14 +1,16 @@
 """Answers' events in Redis, so that any replica can read or cancel an answer another produces.
 
-Per answer (``{id}`` is its request id):
+Per answer (``ID`` is its request id; ``{answers}`` is one hash tag for all of them, so that
+one script run writes many answers, even on a Redis Cluster: all in one slot, as the answer
+cache's keys):
 
-- ``orc:answer:{id}`` a hash: ``app_id``, ``user`` (empty: none), ``state`` (``running`` or
+- ``orc:{answers}:ID`` a hash: ``app_id``, ``user`` (empty: none), ``state`` (``running`` or
   ``ended``) and ``ended_at`` (Unix time), so any replica decides 404 and 410;
-- ``orc:answer:{id}:events`` a stream whose entry ids are the events' ids (``N-0``): a reader
+- ``orc:{answers}:ID:events`` a stream whose entry ids are the events' ids (``N-0``): a reader
   resumes after N with ``XREAD`` from ``N-0``. One entry per batch of events the producer
   appended together (its id is the batch's last event's, field ``f`` its first's, ``d`` the
   encoded SSE events); the entry with the answer's last event also has ``e``;
-- ``orc:answer:{id}:alive`` a key with a short TTL that the producing process refreshes: gone
+- ``orc:{answers}:ID:alive`` a key with a short TTL that the producing process refreshes: gone
   while the answer has no last event means its producer died.
 
 Cancels go through the channel ``orc:answers:cancel:{db}`` (pub/sub is server-wide, not per
@@ -20,6 +22,7 @@ out as ``RelayLost``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -32,8 +35,6 @@ if TYPE_CHECKING:
     from redis.asyncio.client import PubSub
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9_-]{1,64}")
-#: A retried XADD of an entry that did get in: not a failure.
-_ALREADY_IN = "equal or smaller"
 
 
 class RelayLost(Exception):
@@ -49,7 +50,7 @@ class Owner:
 
 
 def _key(request_id: str, suffix: str = "") -> str:
-    return f"orc:answer:{request_id}{suffix}"
+    return f"orc:{{answers}}:{request_id}{suffix}"
 
 
 def channel_of(redis: Redis) -> str:
@@ -104,6 +105,65 @@ class Append:
     last: bool
 
 
+#: Many answers' writes in one call (an answer's events in one round trip, one command, one
+#: script run for the whole process: a command per answer cost the gateway more CPU than the
+#: rest of relaying it). KEYS: per answer, its owner hash, events stream and alive key. ARGV:
+#: now, the streams' MAXLEN, the alive keys' and the events' TTL; then per answer: its batch's
+#: first and last event ids, its events, "1" if it ended, its app and user (app "": not its
+#: first write). Returns per answer 1, or the error Redis gave (the others still go in). An XADD
+#: of an entry that got in already (a retried write) is not an error.
+APPEND_LUA = """
+local now, maxlen, alive_s, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+
+local function append(owner, events, alive, first, last, data, ended, app, user)
+  if app ~= '' then
+    if ended then
+      redis.call('HSET', owner, 'app_id', app, 'user', user, 'state', 'ended', 'ended_at', now)
+    else
+      redis.call('HSET', owner, 'app_id', app, 'user', user, 'state', 'running')
+      redis.call('EXPIRE', owner, ttl)
+      redis.call('SET', alive, '1', 'EX', alive_s)
+    end
+  elseif ended then
+    redis.call('HSET', owner, 'state', 'ended', 'ended_at', now)
+    redis.call('DEL', alive)
+  end
+  local added
+  if ended then
+    added = redis.pcall('XADD', events, 'MAXLEN', '~', maxlen, last .. '-0', 'f', first,
+                        'd', data, 'e', '1')
+  else
+    added = redis.pcall('XADD', events, 'MAXLEN', '~', maxlen, last .. '-0', 'f', first,
+                        'd', data)
+  end
+  if type(added) == 'table' and added.err and not string.find(added.err, 'equal or smaller') then
+    error(added)
+  end
+  if ended then
+    -- The owner outlives the events: past the retention, a 410 rather than a 404.
+    redis.call('EXPIRE', owner, 2 * ttl)
+    redis.call('EXPIRE', events, ttl)
+  end
+end
+
+local results = {}
+for n = 0, #KEYS / 3 - 1 do
+  local k, a = 3 * n, 4 + 6 * n
+  local ok, err = pcall(append, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1],
+                        ARGV[a + 2], ARGV[a + 3], ARGV[a + 4] == '1', ARGV[a + 5], ARGV[a + 6])
+  if ok then
+    results[n + 1] = 1
+  else
+    results[n + 1] = type(err) == 'table' and err.err or tostring(err)
+  end
+end
+return results
+"""
+APPEND_SHA = hashlib.sha1(APPEND_LUA.encode(), usedforsecurity=False).hexdigest()
+#: Answers per script run: one run blocks Redis, a thousand running answers take several.
+APPENDS_PER_CALL = 100
+
+
 async def write(
     redis: Redis,
     appends: Sequence[Append],
@@ -112,53 +172,73 @@ async def write(
     maxlen: int,
     alive_s: int,
     ttl: int,
-) -> None:
+) -> dict[str, str]:
     """Every answer's ``appends``, and the heartbeat of the running answers ``alive``: one
-    round trip for the whole process. A retried write of an entry that got in is not an error."""
-    now = repr(time.time())
+    round trip for the whole process (two the first time: the script is loaded then). Returns
+    the answers whose append Redis refused, with its error code (the others are in); raises
+    RelayLost when Redis could not be reached or failed the whole write."""
     try:
-        async with redis.pipeline(transaction=False) as pipe:
-            for append in appends:
-                _append(pipe, append, now, maxlen=maxlen, alive_s=alive_s, ttl=ttl)
-            for request_id in alive:
-                pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
-                pipe.expire(_key(request_id), ttl)
-                pipe.expire(_key(request_id, ":events"), ttl)
-            results = await pipe.execute(raise_on_error=False)
+        results = await _write(redis, appends, alive, maxlen=maxlen, alive_s=alive_s, ttl=ttl)
+        if any(_unknown_script(result) for result in results):
+            await redis.script_load(APPEND_LUA)
+            results = await _write(redis, appends, alive, maxlen=maxlen, alive_s=alive_s, ttl=ttl)
     except _errors() as exc:
         raise RelayLost(type(exc).__name__) from None
     for result in results:
-        if isinstance(result, Exception) and _ALREADY_IN not in str(result):
+        if isinstance(result, Exception):
             raise RelayLost(type(result).__name__)
+    refused: dict[str, str] = {}
+    outcomes = (outcome for result in results[: _calls(len(appends))] for outcome in result)
+    for append, outcome in zip(appends, outcomes, strict=True):
+        if outcome != 1:
+            # Its error code (WRONGTYPE, OOM…): Redis's message may quote what was sent.
+            refused[append.request_id] = bytes(outcome).decode(errors="replace").split(" ")[0]
+    return refused
 
 
-def _append(pipe: Any, append: Append, now: str, *, maxlen: int, alive_s: int, ttl: int) -> None:
-    request_id, key = append.request_id, _key(append.request_id, ":events")
-    last_id = append.first_id + len(append.events) - 1
-    fields: dict[Any, Any] = {"f": append.first_id, "d": b"".join(append.events)}
-    if append.last:
-        fields["e"] = b"1"
-    ended: dict[Any, Any] | None = {"state": "ended", "ended_at": now} if append.last else None
-    if append.owner is not None:
-        app_id, user = append.owner
-        # An answer whose first write is also its last is written ended at once.
-        mapping: dict[Any, Any] = {
-            "app_id": app_id,
-            "user": user or "",
-            **(ended or {"state": "running"}),
-        }
-        pipe.hset(_key(request_id), mapping=mapping)
-        if ended is None:
-            pipe.expire(_key(request_id), ttl)
+def _calls(appends: int) -> int:
+    return -(-appends // APPENDS_PER_CALL)
+
+
+async def _write(
+    redis: Redis,
+    appends: Sequence[Append],
+    alive: Sequence[str],
+    *,
+    maxlen: int,
+    alive_s: int,
+    ttl: int,
+) -> list[Any]:
+    now = repr(time.time())
+    async with redis.pipeline(transaction=False) as pipe:
+        for start in range(0, len(appends), APPENDS_PER_CALL):
+            keys: list[str] = []
+            args: list[Any] = [now, maxlen, alive_s, ttl]
+            for append in appends[start : start + APPENDS_PER_CALL]:
+                request_id = append.request_id
+                keys += (_key(request_id), _key(request_id, ":events"), _key(request_id, ":alive"))
+                app_id, user = append.owner or ("", None)
+                args += (
+                    append.first_id,
+                    append.first_id + len(append.events) - 1,
+                    b"".join(append.events),
+                    b"1" if append.last else b"",
+                    app_id,
+                    user or "",
+                )
+            pipe.evalsha(APPEND_SHA, len(keys), *keys, *args)
+        for request_id in alive:
             pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
-    pipe.xadd(key, fields, id=f"{last_id}-0", maxlen=maxlen, approximate=True)
-    if ended is not None:
-        if append.owner is None:
-            pipe.hset(_key(request_id), mapping=ended)
-            pipe.delete(_key(request_id, ":alive"))  # set by its first write
-        # The owner outlives the events: past the retention, a 410 rather than a 404.
-        pipe.expire(_key(request_id), 2 * ttl)
-        pipe.expire(key, ttl)
+            pipe.expire(_key(request_id), ttl)
+            pipe.expire(_key(request_id, ":events"), ttl)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+    return results
+
+
+def _unknown_script(result: object) -> bool:
+    from redis.exceptions import NoScriptError
+
+    return isinstance(result, NoScriptError)
 
 
 async def find_owner(redis: Redis, request_id: str) -> Owner | None:

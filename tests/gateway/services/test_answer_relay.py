@@ -14,11 +14,13 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
-from gateway.core.errors import GatewayError, NotFound
+from gateway.core.errors import NotFound
+from gateway.observability.metrics import Metrics
 from gateway.services.answer_relay import UNKNOWN_GRACE_S, AnswerRelay
 from gateway.services.answer_streams import AnswerStreams
 from tests.gateway.services.conftest import Rig
 from tests.gateway.services.test_answer_streams import encode_error, registered
+from tests.support.polling import poll
 
 pytestmark = [
     pytest.mark.anyio,
@@ -30,17 +32,19 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 async def _forget(redis: Redis) -> None:
-    keys = [key async for key in redis.scan_iter(match="orc:answer:req_*")]
+    keys = [key async for key in redis.scan_iter(match="orc:{answers}:req_*")]
     if keys:
         await redis.delete(*keys)
 
 
 @asynccontextmanager
-async def replicas() -> AsyncIterator[tuple[AnswerStreams, AnswerRelay, AnswerRelay]]:
+async def replicas(
+    metrics: Metrics | None = None,
+) -> AsyncIterator[tuple[AnswerStreams, AnswerRelay, AnswerRelay]]:
     """A producing replica (its registry and relay, running) and another replica's relay."""
     redis = Redis.from_url(REDIS_URL)
     await _forget(redis)
-    here = AnswerRelay(redis, redis, retention_s=60, buffer_max_bytes=1 << 20)
+    here = AnswerRelay(redis, redis, retention_s=60, buffer_max_bytes=1 << 20, metrics=metrics)
     there = AnswerRelay(redis, redis, retention_s=60, buffer_max_bytes=1 << 20)
     streams = AnswerStreams(
         grace_s=30, retention_s=60, buffer_max_bytes=1 << 20, memory_max_bytes=1 << 20
@@ -58,10 +62,6 @@ async def replicas() -> AsyncIterator[tuple[AnswerStreams, AnswerRelay, AnswerRe
         await redis.aclose()
 
 
-def _error(error: GatewayError, event_id: int) -> bytes:
-    return encode_error(error, event_id) + b"\n\n"
-
-
 async def test_another_replica_finds_an_answer_younger_than_a_write_and_follows_it(
     rig: Rig,
 ) -> None:
@@ -72,8 +72,7 @@ async def test_another_replica_finds_an_answer_younger_than_a_write_and_follows_
         await there.check("req_0", rig.ctx.app_id, None)  # at once: before the first write
         with pytest.raises(NotFound):
             await there.check("req_0", "another_app", None)
-        followed = [chunk async for chunk in there.follow("req_0", 0, _error)]
-    # The test encoder's events have no blank line: Redis holds them as written, joined.
+        followed = [chunk async for chunk in there.follow("req_0", 0, encode_error)]
     assert b"".join(followed) == b"".join(live.log.since(0) or [])
     assert (await rig.record())["outcome"] == "completed"
 
@@ -98,3 +97,27 @@ async def test_a_cancel_sent_to_another_replica_stops_the_answer_where_it_runs(r
                 await live.log.wait()
     assert (await rig.record())["outcome"] == "cancelled"
     assert rig.upstream.streams[0].closed
+
+
+async def test_an_answer_redis_refuses_is_not_retried_and_the_others_are_relayed(
+    rig: Rig,
+) -> None:
+    metrics = Metrics()
+    async with replicas(metrics) as (streams, here, there), anyio.create_task_group() as tasks:
+        redis = Redis.from_url(REDIS_URL)
+        await redis.set("orc:{answers}:req_0:events", b"not a stream")  # XADD: WRONGTYPE
+        await redis.aclose()
+        refused, relayed = await registered(rig, streams), await registered(rig, streams)
+        tasks.start_soon(streams.produce, refused)
+        tasks.start_soon(streams.produce, relayed)
+        followed = [chunk async for chunk in there.follow("req_1", 0, encode_error)]
+        assert b"".join(followed) == b"".join(relayed.log.since(0) or [])
+
+        async def mirroring() -> int:
+            return here.mirroring
+
+        await poll(mirroring, lambda n: n == 0, timeout=1)  # req_0 is not retried
+        assert await here.flush()
+    failures = metrics.registry.get_sample_value("orchestra_streams_relay_failures_total")
+    assert failures == 1  # counted once, not once per write
+    assert [record["outcome"] for record in await rig.records()] == ["completed", "completed"]

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from gateway.storage.answer_events import (
+    APPENDS_PER_CALL,
     Append,
     Batch,
     find_owner,
@@ -48,7 +50,7 @@ async def redis() -> AsyncIterator[Redis]:
 
 
 async def _forget(redis: Redis) -> None:
-    keys = [key async for key in redis.scan_iter(match="orc:answer:storage_case_*")]
+    keys = [key async for key in redis.scan_iter(match="orc:{answers}:storage_case_*")]
     if keys:
         await redis.delete(*keys)
 
@@ -78,7 +80,7 @@ async def test_writes_of_several_answers_a_retry_and_a_heartbeat_in_one_round_tr
     owner = await find_owner(redis, "storage_case_a")
     assert owner is not None and (owner.app_id, owner.ended) == ("app_1", False)
 
-    await redis.delete("orc:answer:storage_case_b:alive")
+    await redis.delete("orc:{answers}:storage_case_b:alive")
     # A write that failed after Redis took it is sent again: not an error; b's heartbeat.
     await write(redis, [first], ["storage_case_b"], **WRITE)
     assert await is_alive(redis, "storage_case_b")
@@ -93,3 +95,48 @@ async def test_writes_of_several_answers_a_retry_and_a_heartbeat_in_one_round_tr
     assert [b.data for b in await read_events(redis, "storage_case_a", 2, block_ms=None)] == [
         EVENTS[2]
     ]
+
+
+@pytest.mark.anyio
+async def test_a_write_loads_its_script_again_when_redis_forgot_it(redis: Redis) -> None:
+    await redis.script_flush()  # a restarted Redis, or SCRIPT FLUSH: EVALSHA fails NOSCRIPT
+    short = Append("storage_case_reload", 1, EVENTS, ("app_1", None), last=True)
+    await write(redis, [short], [], **WRITE)
+    owner = await find_owner(redis, "storage_case_reload")
+    assert owner is not None and owner.ended
+    [batch] = await read_events(redis, "storage_case_reload", 0, block_ms=None)
+    assert batch.data == b"".join(EVENTS)
+
+
+@pytest.mark.anyio
+async def test_every_answer_s_keys_are_in_one_cluster_slot(redis: Redis) -> None:
+    """One script run writes many answers: on a Redis Cluster, their keys must share a slot."""
+    first = Append("storage_case_slot_a", 1, EVENTS[:1], ("app_1", None), last=False)
+    other = Append("storage_case_slot_b", 1, EVENTS[:1], ("app_1", None), last=False)
+    await write(redis, [first, other], [], **WRITE)
+    keys = [key async for key in redis.scan_iter(match="orc:{answers}:storage_case_slot_*")]
+    assert len(keys) == 6  # owner, events and alive of each
+    assert len({key_slot(key) for key in keys}) == 1
+
+
+@pytest.mark.anyio
+async def test_an_answer_redis_refuses_does_not_keep_the_others_out(redis: Redis) -> None:
+    await redis.set("orc:{answers}:storage_case_bad:events", b"not a stream")
+    bad = Append("storage_case_bad", 1, EVENTS, ("app_1", None), last=True)
+    good = Append("storage_case_good", 1, EVENTS, ("app_1", None), last=True)
+    refused = await write(redis, [bad, good], [], **WRITE)
+    assert refused == {"storage_case_bad": "WRONGTYPE"}
+    [batch] = await read_events(redis, "storage_case_good", 0, block_ms=None)
+    assert batch.data == b"".join(EVENTS) and batch.final
+
+
+@pytest.mark.anyio
+async def test_more_answers_than_one_script_run_takes_all_go_in(redis: Redis) -> None:
+    many = [
+        Append(f"storage_case_many_{n}", 1, EVENTS[:1], ("app_1", None), last=True)
+        for n in range(APPENDS_PER_CALL + 3)
+    ]
+    assert await write(redis, many, [], **WRITE) == {}
+    for append in (many[0], many[APPENDS_PER_CALL - 1], many[APPENDS_PER_CALL], many[-1]):
+        [batch] = await read_events(redis, append.request_id, 0, block_ms=None)
+        assert batch.data == EVENTS[0]
