@@ -29,7 +29,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.http.middleware import BODY_SEND
 from gateway.http.sse import PING
-from gateway.services.answer_streams import AnswerStreams, LiveAnswer
+from gateway.services.answer_producer import LiveAnswer
+from gateway.services.answer_streams import AnswerStreams
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

@@ -26,7 +26,8 @@ from loguru import logger
 
 from gateway.core.errors import GatewayError, NotFound, StreamExpired, UpstreamError
 from gateway.observability.metrics import Metrics
-from gateway.services.answer_streams import ErrorEncoder, LiveAnswer, may_read
+from gateway.services.answer_producer import ErrorEncoder, LiveAnswer
+from gateway.services.answer_streams import may_read
 from gateway.storage import answer_events as events
 from gateway.storage.answer_events import RelayLost
 

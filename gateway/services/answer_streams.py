@@ -1,11 +1,10 @@
 """Answers that live on the gateway for a while: one producer each, any number of readers.
 
-An answer's producer owns it: it reads the upstream through ``Answer.events()``, appends the
-encoded events to the answer's ``AnswerLog``, and settles it (quota, record) exactly once,
-however many readers came and went. The producer runs in the task of the request that started
-the answer (``produce``), and writes to that request's client itself (a ``Sink``): with one
-reader, an event goes from the upstream read to the socket with no task or queue between them.
-Any other reader (a resume) follows the log (``gateway.http.streaming.AnswerReader``).
+An answer's producer owns it: it reads the upstream and appends the encoded events to the
+answer's ``AnswerLog`` (``gateway.services.answer_producer``), and settles it (quota, record)
+exactly once, however many readers came and went. The producer runs in the task of the request
+that started the answer (``produce``), and writes to that request's client itself (a
+``Sink``). Any other reader (a resume) follows the log (``gateway.http.streaming.AnswerReader``).
 
 When the last reader leaves a running answer, it goes on for ``grace_s`` (0: it is stopped at
 once); if nobody attaches meanwhile, it is stopped and recorded as ``client_disconnected``.
@@ -23,7 +22,6 @@ import asyncio
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
@@ -33,18 +31,19 @@ from loguru import logger
 from gateway.core.errors import Cancelled, GatewayError, NotFound, ShuttingDown, StreamExpired
 from gateway.observability.metrics import Metrics
 from gateway.services.answer_log import AnswerLog, Budget
-from gateway.services.ask import Answer, AnswerEvent
-
-#: Encodes one event of the answer with its id; None: nothing to send (e.g. an empty delta).
-Encoder = Callable[[AnswerEvent, int], bytes | None]
-ErrorEncoder = Callable[[GatewayError, int], bytes]
-
-
-class EventObserver(Protocol):
-    """Sees every event of an answer before it is encoded (the answer cache keeps the text)."""
-
-    async def see(self, event: AnswerEvent) -> None: ...
-
+from gateway.services.answer_producer import (
+    SHUTDOWN_MESSAGE,
+    Encoder,
+    ErrorEncoder,
+    EventObserver,
+    LiveAnswer,
+    Production,
+    Sink,
+    deliver_pending,
+    produce_events,
+    stopped,
+)
+from gateway.services.ask import Answer
 
 #: Registers a callback for the shutdown's drain deadline; returns the unregister function.
 OnDrain = Callable[[Callable[[], None]], Callable[[], None]]
@@ -55,25 +54,6 @@ class Mirror(Protocol):
 
     def track(self, live: LiveAnswer) -> None:
         """Copy ``live``'s log from now on, until its last event."""
-
-
-class Sink(Protocol):
-    """The client of the request that started the answer, written to by its producer."""
-
-    async def deliver(self, data: bytes, *, last: bool) -> None:
-        """Send ``data`` (``last``: the answer's last events); never raises: a client that is
-        gone is the sink's business (it detaches its reader)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Production:
-    """What the producer needs, from ``start`` to ``produce``."""
-
-    answer: Answer
-    encode: Encoder
-    encode_error: ErrorEncoder
-    failed: GatewayError | None
-    observe: EventObserver | None
 
 
 #: How many expired or evicted answers are remembered (410 for them rather than 404).
@@ -89,38 +69,11 @@ COMPACT_AFTER_S = 1.0
 #: object of a class on each full collection: minutes of kept answers as objects made every
 #: collection that much slower.
 Kept = tuple[str, str | None, float, int, bytes]
-SHUTDOWN_MESSAGE = "The gateway is restarting; the answer was cut. Retry it."
 
 
 def may_read(app_id: str, user: str | None, reader_app: str, reader_user: str | None) -> bool:
     """The same app; and a user's token (session, OpenID) only reads that user's answers."""
     return app_id == reader_app and (reader_user is None or reader_user == user)
-
-
-@dataclass(eq=False, slots=True)
-class LiveAnswer:
-    request_id: str
-    app_id: str
-    user: str | None
-    log: AnswerLog
-    resumable: bool
-    #: The producer's; dropped when it is done (an ended answer kept for resumes holds only
-    #: its log, not the request's task and scopes).
-    scope: anyio.CancelScope | None
-    readers: int = 1  # the response of the request that started it
-    #: Why it was stopped (the event every reader gets), and whether the record says so.
-    stop_error: GatewayError | None = None
-    stop_recorded: bool = False
-    grace: asyncio.TimerHandle | None = None
-    #: Until ``produce`` takes it.
-    production: Production | None = None
-
-    def stop(self, error: GatewayError, *, recorded: bool) -> None:
-        if self.log.ended or self.stop_error is not None:
-            return
-        self.stop_error, self.stop_recorded = error, recorded
-        if self.scope is not None:
-            self.scope.cancel()
 
 
 class AnswerStreams:
@@ -208,7 +161,7 @@ class AnswerStreams:
         unregister = None if self._on_drain is None else self._on_drain(lambda: _drained(live))
         try:
             try:
-                await _produce(live, production, sink, pending)
+                await produce_events(live, production, sink, pending)
             except Exception:  # noqa: BLE001 (a bug: still end, settle and record)
                 logger.exception("an answer's producer failed")
                 live.stop_error, live.stop_recorded = GatewayError("Internal error."), True
@@ -216,10 +169,10 @@ class AnswerStreams:
                 if unregister is not None:
                     unregister()
                 if not log.ended:
-                    pending.append(_stopped(live, production))
+                    pending.append(stopped(live, production))
             if sink is not None:
                 # Before the settle: the client has its answer while the record is written.
-                await _deliver(sink, pending, last=True)
+                await deliver_pending(sink, pending, last=True)
         finally:
             with anyio.CancelScope(shield=True):
                 await production.answer.settle()
@@ -368,56 +321,6 @@ class AnswerStreams:
             live.log.trim(0)
 
 
-async def _produce(
-    live: LiveAnswer, production: Production, sink: Sink | None, pending: list[bytes]
-) -> None:
-    """The answer's events into its log, to its last one, and to the sink as they come (its
-    last ones are left in ``pending``: they leave with the end of the response)."""
-    log, encode = live.log, production.encode
-    if production.failed is not None:
-        pending.append(_add_last(log, production.encode_error(production.failed, log.next_id)))
-        return
-    answer, observe = production.answer, production.observe
-    more_ready, finished = answer.more_ready, answer.finished
-    # The events the upstream delivered together, not in the log yet: they join it (and go to
-    # the sink) in one batch, before the producer next waits for the upstream. Per event, the
-    # loop only encodes and collects; the log's accounting runs once per batch.
-    batch: list[bytes] = []
-    event_id = log.next_id
-    assert live.scope is not None
-    try:
-        with live.scope:
-            async for event in answer.events():
-                if observe is not None:
-                    await observe.see(event)
-                data = encode(event, event_id)
-                if data is not None:
-                    batch.append(data)
-                    event_id += 1
-                if not batch or more_ready():
-                    continue
-                if sink is None or finished():  # the last events leave with the response's end
-                    _log_batch(log, batch, sink, pending)
-                else:
-                    log.extend(batch)
-                    data = batch[0] if len(batch) == 1 else b"".join(batch)
-                    batch.clear()
-                    await sink.deliver(data, last=False)
-            _log_batch(log, batch, sink, pending)
-            log.end()
-    finally:
-        _log_batch(log, batch, sink, pending)  # stopped mid-batch: what was read is kept
-
-
-def _log_batch(log: AnswerLog, batch: list[bytes], sink: Sink | None, pending: list[bytes]) -> None:
-    """``batch`` into the log, and into ``pending`` for the sink to take with the end."""
-    if batch:
-        log.extend(batch)
-        if sink is not None:
-            pending.extend(batch)
-        batch.clear()
-
-
 def _owner(entry: LiveAnswer | Kept) -> tuple[str, str | None]:
     """The app and user of an ended answer, whatever its form."""
     return (entry[0], entry[1]) if isinstance(entry, tuple) else (entry.app_id, entry.user)
@@ -426,29 +329,6 @@ def _owner(entry: LiveAnswer | Kept) -> tuple[str, str | None]:
 def _unread(entry: LiveAnswer | Kept) -> bool:
     """No reader is sending it (a kept answer has none: a reader restores it first)."""
     return isinstance(entry, tuple) or entry.readers == 0
-
-
-def _stopped(live: LiveAnswer, production: Production) -> bytes:
-    """End the log of an answer stopped before its last event; that event (an ``error``)."""
-    if live.stop_error is None:  # cancelled from outside: the process is ending
-        live.stop_error, live.stop_recorded = ShuttingDown(SHUTDOWN_MESSAGE), True
-    if live.stop_recorded:
-        production.answer.fail(live.stop_error)
-    return _add_last(live.log, production.encode_error(live.stop_error, live.log.next_id))
-
-
-def _add_last(log: AnswerLog, data: bytes) -> bytes:
-    log.append(data)
-    log.end()
-    return data
-
-
-async def _deliver(sink: Sink | None, pending: list[bytes], *, last: bool) -> None:
-    """Give ``sink`` the events not given yet, in one call."""
-    if sink is not None:
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        await sink.deliver(data, last=last)
 
 
 def _drained(live: LiveAnswer) -> None:

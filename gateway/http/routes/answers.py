@@ -21,7 +21,7 @@ from gateway.http.schemas.ask import AskStreamEvent
 from gateway.http.schemas.errors import error_responses
 from gateway.http.schemas.openapi import sse_content
 from gateway.http.streaming import AnswerReader, EventStream
-from gateway.services.answer_streams import LiveAnswer
+from gateway.services.answer_producer import LiveAnswer
 
 router = APIRouter()
 

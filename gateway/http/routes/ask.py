@@ -16,7 +16,7 @@ from gateway.http.ratelimit import headers_for
 from gateway.http.resources import Resources
 from gateway.http.schemas.ask import ASK_OPERATION, AskRequest
 from gateway.http.streaming import AnswerResponse
-from gateway.services.answer_streams import Encoder, ErrorEncoder
+from gateway.services.answer_producer import Encoder, ErrorEncoder
 from gateway.services.ask import Answer, AnswerEvent, AskInput, CallMeta, Delta, Done
 
 router = APIRouter()

@@ -22,7 +22,7 @@ from gateway.http.schemas import (
     ChatCompletionRequest,
 )
 from gateway.http.streaming import AnswerResponse
-from gateway.services.answer_streams import Encoder
+from gateway.services.answer_producer import Encoder
 from gateway.services.ask import Answer, AnswerEvent, AskInput, CallMeta, Delta, Done
 
 router = APIRouter(prefix="/v1")

@@ -14,7 +14,8 @@ from anyio.abc import TaskGroup
 from gateway.core.errors import GatewayError, NotFound, StreamExpired
 from gateway.services import answer_streams
 from gateway.services.answer_log import AnswerLog
-from gateway.services.answer_streams import AnswerStreams, LiveAnswer
+from gateway.services.answer_producer import LiveAnswer
+from gateway.services.answer_streams import AnswerStreams
 from gateway.services.ask import Answer, AnswerEvent, Delta, Done
 from tests.gateway.services.conftest import Rig
 from tests.support.polling import poll
