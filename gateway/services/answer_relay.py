@@ -80,9 +80,12 @@ class AnswerRelay:
     ) -> None:
         self._redis = redis
         self._reader = reader
-        self._ttl = max(1, int(retention_s))
+        self._limits = events.StreamLimits(
+            maxlen=max(1000, buffer_max_bytes // SMALL_EVENT_BYTES),
+            alive_s=ALIVE_S,
+            ttl=max(1, int(retention_s)),
+        )
         self._retention_s = retention_s
-        self._maxlen = max(1000, buffer_max_bytes // SMALL_EVENT_BYTES)
         self._metrics = metrics
         self._mirrored: dict[str, _Mirrored] = {}
         self._news = anyio.Event()
@@ -152,9 +155,7 @@ class AnswerRelay:
         if not appends and not alive:
             return True
         try:
-            refused = await events.write(
-                self._redis, appends, alive, maxlen=self._maxlen, alive_s=ALIVE_S, ttl=self._ttl
-            )
+            refused = await events.write(self._redis, appends, alive, self._limits)
         except RelayLost as lost:
             self._failed("answers' events could not be relayed; retrying", lost)
             return False

@@ -164,24 +164,27 @@ APPEND_SHA = hashlib.sha1(APPEND_LUA.encode(), usedforsecurity=False).hexdigest(
 APPENDS_PER_CALL = 100
 
 
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """How long what a write puts in Redis lives, and how big a stream may grow."""
+
+    maxlen: int  # entries of an answer's stream (approximate: MAXLEN ~)
+    alive_s: int  # an alive key's TTL
+    ttl: int  # an ended answer's events' TTL (its owner's: twice that)
+
+
 async def write(
-    redis: Redis,
-    appends: Sequence[Append],
-    alive: Sequence[str],
-    *,
-    maxlen: int,
-    alive_s: int,
-    ttl: int,
+    redis: Redis, appends: Sequence[Append], alive: Sequence[str], limits: StreamLimits
 ) -> dict[str, str]:
     """Every answer's ``appends``, and the heartbeat of the running answers ``alive``: one
     round trip for the whole process (two the first time: the script is loaded then). Returns
     the answers whose append Redis refused, with its error code (the others are in); raises
     RelayLost when Redis could not be reached or failed the whole write."""
     try:
-        results = await _write(redis, appends, alive, maxlen=maxlen, alive_s=alive_s, ttl=ttl)
+        results = await _write(redis, appends, alive, limits)
         if any(_unknown_script(result) for result in results):
             await redis.script_load(APPEND_LUA)
-            results = await _write(redis, appends, alive, maxlen=maxlen, alive_s=alive_s, ttl=ttl)
+            results = await _write(redis, appends, alive, limits)
     except _errors() as exc:
         raise RelayLost(type(exc).__name__) from None
     for result in results:
@@ -201,19 +204,14 @@ def _calls(appends: int) -> int:
 
 
 async def _write(
-    redis: Redis,
-    appends: Sequence[Append],
-    alive: Sequence[str],
-    *,
-    maxlen: int,
-    alive_s: int,
-    ttl: int,
+    redis: Redis, appends: Sequence[Append], alive: Sequence[str], limits: StreamLimits
 ) -> list[Any]:
     now = repr(time.time())
+    alive_s, ttl = limits.alive_s, limits.ttl
     async with redis.pipeline(transaction=False) as pipe:
         for start in range(0, len(appends), APPENDS_PER_CALL):
             keys: list[str] = []
-            args: list[Any] = [now, maxlen, alive_s, ttl]
+            args: list[Any] = [now, limits.maxlen, alive_s, ttl]
             for append in appends[start : start + APPENDS_PER_CALL]:
                 request_id = append.request_id
                 keys += (_key(request_id), _key(request_id, ":events"), _key(request_id, ":alive"))

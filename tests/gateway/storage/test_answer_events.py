@@ -13,6 +13,7 @@ from gateway.storage.answer_events import (
     APPENDS_PER_CALL,
     Append,
     Batch,
+    StreamLimits,
     find_owner,
     is_alive,
     read_events,
@@ -35,7 +36,7 @@ def test_a_batch_after_an_id_inside_it_holds_only_the_later_events() -> None:
 # Run these under ``flock /tmp/orchestra-redis.lock`` like the other Redis tests.
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
-WRITE = {"maxlen": 1000, "alive_s": 3, "ttl": 60}
+LIMITS = StreamLimits(maxlen=1000, alive_s=3, ttl=60)
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ async def test_an_answer_shorter_than_a_write_goes_in_one_with_its_owner_and_end
     redis: Redis,
 ) -> None:
     short = Append("storage_case_short", 1, EVENTS, ("app_1", "ada"), last=True)
-    await write(redis, [short], [], **WRITE)
+    await write(redis, [short], [], LIMITS)
     owner = await find_owner(redis, "storage_case_short")
     assert owner is not None
     assert (owner.app_id, owner.user, owner.ended) == ("app_1", "ada", True)
@@ -75,18 +76,18 @@ async def test_writes_of_several_answers_a_retry_and_a_heartbeat_in_one_round_tr
 ) -> None:
     first = Append("storage_case_a", 1, EVENTS[:2], ("app_1", None), last=False)
     other = Append("storage_case_b", 1, EVENTS[:1], ("app_2", None), last=False)
-    await write(redis, [first, other], [], **WRITE)
+    await write(redis, [first, other], [], LIMITS)
     assert await is_alive(redis, "storage_case_a") and await is_alive(redis, "storage_case_b")
     owner = await find_owner(redis, "storage_case_a")
     assert owner is not None and (owner.app_id, owner.ended) == ("app_1", False)
 
     await redis.delete("orc:{answers}:storage_case_b:alive")
     # A write that failed after Redis took it is sent again: not an error; b's heartbeat.
-    await write(redis, [first], ["storage_case_b"], **WRITE)
+    await write(redis, [first], ["storage_case_b"], LIMITS)
     assert await is_alive(redis, "storage_case_b")
 
     rest = Append("storage_case_a", 3, EVENTS[2:], None, last=True)
-    await write(redis, [rest], [], **WRITE)
+    await write(redis, [rest], [], LIMITS)
     owner = await find_owner(redis, "storage_case_a")
     assert owner is not None and owner.ended
     assert not await is_alive(redis, "storage_case_a")
@@ -101,7 +102,7 @@ async def test_writes_of_several_answers_a_retry_and_a_heartbeat_in_one_round_tr
 async def test_a_write_loads_its_script_again_when_redis_forgot_it(redis: Redis) -> None:
     await redis.script_flush()  # a restarted Redis, or SCRIPT FLUSH: EVALSHA fails NOSCRIPT
     short = Append("storage_case_reload", 1, EVENTS, ("app_1", None), last=True)
-    await write(redis, [short], [], **WRITE)
+    await write(redis, [short], [], LIMITS)
     owner = await find_owner(redis, "storage_case_reload")
     assert owner is not None and owner.ended
     [batch] = await read_events(redis, "storage_case_reload", 0, block_ms=None)
@@ -113,7 +114,7 @@ async def test_every_answer_s_keys_are_in_one_cluster_slot(redis: Redis) -> None
     """One script run writes many answers: on a Redis Cluster, their keys must share a slot."""
     first = Append("storage_case_slot_a", 1, EVENTS[:1], ("app_1", None), last=False)
     other = Append("storage_case_slot_b", 1, EVENTS[:1], ("app_1", None), last=False)
-    await write(redis, [first, other], [], **WRITE)
+    await write(redis, [first, other], [], LIMITS)
     keys = [key async for key in redis.scan_iter(match="orc:{answers}:storage_case_slot_*")]
     assert len(keys) == 6  # owner, events and alive of each
     assert len({key_slot(key) for key in keys}) == 1
@@ -124,7 +125,7 @@ async def test_an_answer_redis_refuses_does_not_keep_the_others_out(redis: Redis
     await redis.set("orc:{answers}:storage_case_bad:events", b"not a stream")
     bad = Append("storage_case_bad", 1, EVENTS, ("app_1", None), last=True)
     good = Append("storage_case_good", 1, EVENTS, ("app_1", None), last=True)
-    refused = await write(redis, [bad, good], [], **WRITE)
+    refused = await write(redis, [bad, good], [], LIMITS)
     assert refused == {"storage_case_bad": "WRONGTYPE"}
     [batch] = await read_events(redis, "storage_case_good", 0, block_ms=None)
     assert batch.data == b"".join(EVENTS) and batch.final
@@ -136,7 +137,7 @@ async def test_more_answers_than_one_script_run_takes_all_go_in(redis: Redis) ->
         Append(f"storage_case_many_{n}", 1, EVENTS[:1], ("app_1", None), last=True)
         for n in range(APPENDS_PER_CALL + 3)
     ]
-    assert await write(redis, many, [], **WRITE) == {}
+    assert await write(redis, many, [], LIMITS) == {}
     for append in (many[0], many[APPENDS_PER_CALL - 1], many[APPENDS_PER_CALL], many[-1]):
         [batch] = await read_events(redis, append.request_id, 0, block_ms=None)
         assert batch.data == EVENTS[0]
