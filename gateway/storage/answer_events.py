@@ -30,9 +30,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gateway.storage.redis_scripts import run_script_pipeline
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.asyncio.client import PubSub
+    from redis.asyncio.client import Pipeline, PubSub
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9_-]{1,64}")
 
@@ -180,11 +182,11 @@ async def write(
     round trip for the whole process (two the first time: the script is loaded then). Returns
     the answers whose append Redis refused, with its error code (the others are in); raises
     RelayLost when Redis could not be reached or failed the whole write."""
+    now = repr(time.time())
     try:
-        results = await _write(redis, appends, alive, limits)
-        if any(_unknown_script(result) for result in results):
-            await redis.script_load(APPEND_LUA)
-            results = await _write(redis, appends, alive, limits)
+        results = await run_script_pipeline(
+            redis, APPEND_LUA, lambda pipe: _queue(pipe, appends, alive, limits, now)
+        )
     except _errors() as exc:
         raise RelayLost(type(exc).__name__) from None
     for result in results:
@@ -203,40 +205,30 @@ def _calls(appends: int) -> int:
     return -(-appends // APPENDS_PER_CALL)
 
 
-async def _write(
-    redis: Redis, appends: Sequence[Append], alive: Sequence[str], limits: StreamLimits
-) -> list[Any]:
-    now = repr(time.time())
+def _queue(
+    pipe: Pipeline, appends: Sequence[Append], alive: Sequence[str], limits: StreamLimits, now: str
+) -> None:
     alive_s, ttl = limits.alive_s, limits.ttl
-    async with redis.pipeline(transaction=False) as pipe:
-        for start in range(0, len(appends), APPENDS_PER_CALL):
-            keys: list[str] = []
-            args: list[Any] = [now, limits.maxlen, alive_s, ttl]
-            for append in appends[start : start + APPENDS_PER_CALL]:
-                request_id = append.request_id
-                keys += (_key(request_id), _key(request_id, ":events"), _key(request_id, ":alive"))
-                app_id, user = append.owner or ("", None)
-                args += (
-                    append.first_id,
-                    append.first_id + len(append.events) - 1,
-                    b"".join(append.events),
-                    b"1" if append.last else b"",
-                    app_id,
-                    user or "",
-                )
-            pipe.evalsha(APPEND_SHA, len(keys), *keys, *args)
-        for request_id in alive:
-            pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
-            pipe.expire(_key(request_id), ttl)
-            pipe.expire(_key(request_id, ":events"), ttl)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-    return results
-
-
-def _unknown_script(result: object) -> bool:
-    from redis.exceptions import NoScriptError
-
-    return isinstance(result, NoScriptError)
+    for start in range(0, len(appends), APPENDS_PER_CALL):
+        keys: list[str] = []
+        args: list[Any] = [now, limits.maxlen, alive_s, ttl]
+        for append in appends[start : start + APPENDS_PER_CALL]:
+            request_id = append.request_id
+            keys += (_key(request_id), _key(request_id, ":events"), _key(request_id, ":alive"))
+            app_id, user = append.owner or ("", None)
+            args += (
+                append.first_id,
+                append.first_id + len(append.events) - 1,
+                b"".join(append.events),
+                b"1" if append.last else b"",
+                app_id,
+                user or "",
+            )
+        pipe.evalsha(APPEND_SHA, len(keys), *keys, *args)
+    for request_id in alive:
+        pipe.set(_key(request_id, ":alive"), b"1", ex=alive_s)
+        pipe.expire(_key(request_id), ttl)
+        pipe.expire(_key(request_id, ":events"), ttl)
 
 
 async def find_owner(redis: Redis, request_id: str) -> Owner | None:

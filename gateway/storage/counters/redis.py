@@ -12,8 +12,9 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.core.quota_policy import (
@@ -30,6 +31,7 @@ from gateway.core.quota_policy import (
 )
 from gateway.storage.counters import redis_lua
 from gateway.storage.counters.protocol import CountersUnavailable
+from gateway.storage.redis_scripts import run_script_pipeline
 
 
 def _lease_keys(prefix: str, app_id: str) -> list[str]:
@@ -217,10 +219,9 @@ class RedisCounters:
             return 0
         times = (repr(now), repr(expires))
         try:
-            results = await self._renew_batch(batch, times)
-            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted
-                await self._redis.script_load(redis_lua.RENEW)
-                results = await self._renew_batch(batch, times)
+            results = await run_script_pipeline(
+                self._redis, redis_lua.RENEW, lambda pipe: self._queue_renew(pipe, batch, times)
+            )
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise CountersUnavailable(type(exc).__name__) from None
         except RedisError as exc:
@@ -230,17 +231,17 @@ class RedisCounters:
             raise CountersUnavailable(f"redis error: {type(failed).__name__}")
         return sum(int(r) for r in results)
 
-    async def _renew_batch(
-        self, batch: list[tuple[str, Sequence[str], Collection[str]]], times: tuple[str, str]
-    ) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for app_id, ids, holders in batch:
-                keys = _lease_keys(self._prefix, app_id)
-                for user in holders:
-                    keys += _user_lease_keys(self._prefix, app_id, user)
-                pipe.evalsha(self._renew.sha, len(keys), *keys, *times, *ids)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
+    def _queue_renew(
+        self,
+        pipe: Pipeline,
+        batch: list[tuple[str, Sequence[str], Collection[str]]],
+        times: tuple[str, str],
+    ) -> None:
+        for app_id, ids, holders in batch:
+            keys = _lease_keys(self._prefix, app_id)
+            for user in holders:
+                keys += _user_lease_keys(self._prefix, app_id, user)
+            pipe.evalsha(self._renew.sha, len(keys), *keys, *times, *ids)
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
