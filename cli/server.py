@@ -30,7 +30,8 @@ def serve(
     ] = None,
 ) -> None:
     """Run the gateway."""
-    from gateway.server.head_limits import HeadLimits, http_protocol
+    from gateway.server.head_limits import HeadLimits
+    from gateway.server.protocols import http_protocol
     from gateway.settings import export_raw_environment, export_to_environment
 
     cli = CliContext.of(ctx)

@@ -3,11 +3,11 @@
 uvicorn's httptools protocol has no limit of its own (httptools joins the pieces of a header in
 memory for as long as they arrive: 8 connections sending a 100 MB header each took the gateway
 from 107 MB to 986 MB of RSS and 105 CPU-seconds), and h11's ``max_incomplete_event_size`` is
-answered with a bare 400. So the protocols below count the bytes of a request head as they
-arrive, *before* the parser sees them. Beyond a limit the client gets 431 (header section too
-large, or too many header fields) or 414 (request line too long), the rest of what it sends is
-discarded, and the connection is closed after a short linger (so that the answer is read rather
-than lost to a reset).
+answered with a bare 400. So the gateway's protocols (gateway/server/protocols.py) count the
+bytes of a request head as they arrive, *before* the parser sees them. Beyond a limit the client
+gets 431 (header section too large, or too many header fields) or 414 (request line too long),
+the rest of what it sends is discarded, and the connection is closed after a short linger (so
+that the answer is read rather than lost to a reset).
 
 The count is linear: each read that starts inside a head is searched once for the head's end
 (and, across reads, the last three bytes of the previous one) and its line feeds are counted.
@@ -19,15 +19,11 @@ limit by at most one read (asyncio reads at most 256 KiB at a time): memory stay
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING
 
-import h11
 from loguru import logger
-from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 if TYPE_CHECKING:
@@ -37,8 +33,6 @@ if TYPE_CHECKING:
 LINGER_S = 1.0
 _HEAD_END = b"\r\n\r\n"
 _REASONS = {414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
-#: h11 states in which the next bytes from the client are a request head.
-_H11_HEAD_STATES = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,53 +147,3 @@ def _answer(status: int, message: str, default_headers: list[tuple[bytes, bytes]
     lines.append(b"connection: close\r\n\r\n")
     lines.append(body)
     return b"".join(lines)
-
-
-class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with bounded request heads."""
-
-    def __init__(self, *args: Any, limits: HeadLimits, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._guard = HeadGuard(limits)
-        self._in_head = True  # between requests, or inside a head (the parser's callbacks say)
-
-    def data_received(self, data: bytes) -> None:
-        if self._guard.admit(
-            data, in_head=self._in_head, transport=self.transport, server_state=self.server_state
-        ):
-            super().data_received(data)
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._in_head = True
-
-
-class LimitedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with bounded request heads (and 431/414 rather than 400)."""
-
-    def __init__(self, *args: Any, limits: HeadLimits, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._guard = HeadGuard(limits)
-
-    def data_received(self, data: bytes) -> None:
-        in_head = self.conn.their_state in _H11_HEAD_STATES
-        if self._guard.admit(
-            data, in_head=in_head, transport=self.transport, server_state=self.server_state
-        ):
-            super().data_received(data)
-
-
-def http_protocol(
-    limits: HeadLimits, implementation: Literal["httptools", "h11"] = "httptools"
-) -> type[asyncio.Protocol]:
-    """What to pass as uvicorn's ``http=``: the chosen protocol class, bound to ``limits``.
-
-    A partial of a module-level class, so that it pickles into ``--workers`` processes; uvicorn
-    only ever calls it with keyword arguments (``config``, ``server_state``, ...).
-    """
-    base = LimitedHttpToolsProtocol if implementation == "httptools" else LimitedH11Protocol
-    return cast("type[asyncio.Protocol]", functools.partial(base, limits=limits))

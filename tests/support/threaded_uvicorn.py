@@ -19,6 +19,13 @@ START_TIMEOUT_S = 5.0
 def serving_in_thread(app: Any, **config: Any) -> Iterator[int]:
     """Serve ``app`` (uvicorn ``config`` options besides) on a free port; the port. The server
     is told to exit, and its thread joined, on the way out."""
+    with server_in_thread(app, **config) as (_server, port):
+        yield port
+
+
+@contextmanager
+def server_in_thread(app: Any, **config: Any) -> Iterator[tuple[uvicorn.Server, int]]:
+    """:func:`serving_in_thread`, with the server itself (to tell it to exit earlier)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -33,7 +40,7 @@ def serving_in_thread(app: Any, **config: Any) -> Iterator[int]:
             time.sleep(0.01)
         assert server.started, "the server did not start"
         port: int = sock.getsockname()[1]
-        yield port
+        yield server, port
     finally:
         server.should_exit = True
         thread.join(5)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from gateway.server.head_limits import HeadCounter, HeadLimits, http_protocol
+from gateway.server.head_limits import HeadCounter, HeadLimits
+from gateway.server.protocols import http_protocol
 from tests.support.threaded_uvicorn import serving_in_thread
 
 LIMITS = HeadLimits(max_header_bytes=1024, max_headers=10, max_request_line_bytes=256)
