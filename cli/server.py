@@ -31,7 +31,7 @@ def serve(
 ) -> None:
     """Run the gateway."""
     from gateway.server.head_limits import HeadLimits
-    from gateway.server.protocols import http_protocol
+    from gateway.server.protocols import graceful_shutdown_s, http_protocol
     from gateway.settings import export_raw_environment, export_to_environment
 
     cli = CliContext.of(ctx)
@@ -70,8 +70,10 @@ def serve(
         # Request heads are bounded before they are parsed (431/414); h11's own bound too.
         http=http_protocol(HeadLimits.of(cli.settings)),
         h11_max_incomplete_event_size=cli.settings.max_header_bytes,
-        # Longer than the gateway's own drain, which ends open streams with an error event.
-        timeout_graceful_shutdown=int(cli.settings.shutdown_drain_s) + 5,
+        timeout_keep_alive=cli.settings.keep_alive_s,
+        # Longer than the gateway's own drain, which ends open streams with an error event,
+        # and than an idle connection's keep-alive (left to close by itself, see protocols.py).
+        timeout_graceful_shutdown=graceful_shutdown_s(cli.settings),
     )
 
 

@@ -129,6 +129,10 @@ class Settings(BaseSettings):
 
     # On SIGTERM, open streams get this long to finish, then end with `error` shutting_down.
     shutdown_drain_s: float = Field(default=5.0, ge=0)
+    # An idle client connection is closed after this long (uvicorn's timeout_keep_alive); also
+    # on SIGTERM, so that a request just written onto it is answered, not reset. A proxy in
+    # front must close its idle connections to the gateway sooner (config/nginx: 4 s).
+    keep_alive_s: int = Field(default=5, ge=1, le=3600)
 
     # Streaming: a `: ping` comment while the upstream is silent.
     ping_interval_s: float = Field(default=15.0, gt=0)

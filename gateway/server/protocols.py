@@ -9,9 +9,9 @@ request onto one in that same instant: the request meets a reset, and nginx answ
 never sends a POST that reached a replica to another one. The topology test saw this once in
 a dozen rolling stops on a loaded machine. Here an idle connection is left open when shutdown
 begins: a request that arrives on it is served, with ``Connection: close``, and the connection
-closes when its client closes it or its keep-alive timer fires (uvicorn's timeout_keep_alive).
-A proxy whose idle timeout is shorter than that always closes first, so no request is ever
-written onto a connection the gateway is closing. The same rule removes the race outside
+closes when its client closes it or its keep-alive timer fires (``keep_alive_s``). A proxy
+whose idle timeout is shorter than that (config/nginx) always closes first, so no request is
+ever written onto a connection the gateway is closing. The same rule removes the race outside
 shutdown, when the gateway's keep-alive timer closes an idle connection.
 """
 
@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.server.head_limits import HeadGuard, HeadLimits
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 #: h11 states in which the next bytes from the client are a request head.
 _H11_HEAD_STATES = frozenset({h11.IDLE, h11.DONE, h11.MUST_CLOSE})
@@ -112,3 +115,9 @@ def http_protocol(
     """
     base = GatewayHttpToolsProtocol if implementation == "httptools" else GatewayH11Protocol
     return cast("type[asyncio.Protocol]", functools.partial(base, limits=limits))
+
+
+def graceful_shutdown_s(settings: Settings) -> int:
+    """How long uvicorn waits on SIGTERM for connections to close before it gives up on them:
+    longer than the drain of open streams and than an idle connection's keep-alive."""
+    return int(max(settings.shutdown_drain_s, settings.keep_alive_s)) + 5

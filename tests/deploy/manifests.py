@@ -33,8 +33,6 @@ KUSTOMIZATIONS = {
 PREFIX = "ORCHESTRA_"
 #: Variables the settings module reads that are not fields: where the settings come from.
 SOURCE_VARIABLES = {CONFIG_ENV, SECRETS_DIR_ENV}
-#: uvicorn's graceful shutdown waits this much longer than the drain (cli/server.py).
-UVICORN_EXTRA_S = 5
 
 
 def tool(name: str) -> str:

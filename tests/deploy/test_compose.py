@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gateway.server.protocols import graceful_shutdown_s
 from gateway.settings import Settings
 from tests.deploy.manifests import (
     CONFIG,
@@ -17,7 +18,6 @@ from tests.deploy.manifests import (
     PREFIX,
     ROOT,
     SOURCE_VARIABLES,
-    UVICORN_EXTRA_S,
     compose,
     nginx_directives,
     render_nginx,
@@ -70,8 +70,8 @@ def test_the_schema_is_migrated_once_before_any_replica(services: dict[str, Any]
 
 def test_the_stop_grace_period_covers_the_drain(services: dict[str, Any]) -> None:
     gateway = services["gateway"]
-    drain = settings_from(gateway["environment"])
-    assert duration_s(gateway["stop_grace_period"]) > drain.shutdown_drain_s + UVICORN_EXTRA_S
+    settings = settings_from(gateway["environment"])
+    assert duration_s(gateway["stop_grace_period"]) > graceful_shutdown_s(settings)
     assert "/status" in " ".join(gateway["healthcheck"]["test"])
 
 

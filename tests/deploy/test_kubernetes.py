@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from gateway.server.protocols import graceful_shutdown_s
 from gateway.settings import Settings
 from tests.deploy.manifests import (
     KUSTOMIZATIONS,
     PREFIX,
     SOURCE_VARIABLES,
-    UVICORN_EXTRA_S,
     kustomize,
     secret_fields,
     setting_name,
@@ -110,10 +110,10 @@ def test_the_grace_period_covers_the_pre_stop_pause_and_the_drain(rendered: Docs
     command = gateway_container(rendered)["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
     pause = float(command[1])
-    drain = settings_from(settings_data(rendered))
+    settings = settings_from(settings_data(rendered))
     # The pause lets the endpoints go before SIGTERM; then the drain and uvicorn's own wait.
-    assert 0 < pause < drain.shutdown_drain_s
-    needed = pause + drain.shutdown_drain_s + UVICORN_EXTRA_S
+    assert 0 < pause < settings.shutdown_drain_s
+    needed = pause + graceful_shutdown_s(settings)
     assert spec["terminationGracePeriodSeconds"] > needed
 
 
