@@ -140,7 +140,9 @@ class AnswerRelay:
                 del self._mirrored[request_id]
                 continue
             ended = log.ended and mirrored.position + len(batch) >= log.last_id
-            if batch:
+            # Ended with no new event: its last events went in while the producer was still
+            # settling the answer; its end goes in alone (or it is never written ended).
+            if batch or ended:
                 owner = None
                 if mirrored.position == 0:  # its first write says who owns it, and alive
                     owner = (mirrored.live.app_id, mirrored.live.user)

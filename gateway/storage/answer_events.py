@@ -9,7 +9,9 @@ cache's keys):
 - ``orc:{answers}:ID:events`` a stream whose entry ids are the events' ids (``N-0``): a reader
   resumes after N with ``XREAD`` from ``N-0``. One entry per batch of events the producer
   appended together (its id is the batch's last event's, field ``f`` its first's, ``d`` the
-  encoded SSE events); the entry with the answer's last event also has ``e``;
+  encoded SSE events); the entry with the answer's last event also has ``e``. An answer that
+  ended after its last events were written gets an entry of its own for the end: id ``N-1``
+  after its last event N, ``d`` empty, ``e``;
 - ``orc:{answers}:ID:alive`` a key with a short TTL that the producing process refreshes: gone
   while the answer has no last event means its producer died.
 
@@ -98,7 +100,8 @@ EVENT_END = b"\n\n"
 @dataclass(frozen=True, slots=True)
 class Append:
     """One answer's events appended since its last write (ids from ``first_id``), with its
-    owner (``owner``: the answer's first write) or its end (``last``: the answer ended)."""
+    owner (``owner``: the answer's first write) or its end (``last``: the answer ended; with
+    no events when they were written before it ended)."""
 
     request_id: str
     first_id: int
@@ -111,9 +114,10 @@ class Append:
 #: script run for the whole process: a command per answer cost the gateway more CPU than the
 #: rest of relaying it). KEYS: per answer, its owner hash, events stream and alive key. ARGV:
 #: now, the streams' MAXLEN, the alive keys' and the events' TTL; then per answer: its batch's
-#: first and last event ids, its events, "1" if it ended, its app and user (app "": not its
-#: first write). Returns per answer 1, or the error Redis gave (the others still go in). An XADD
-#: of an entry that got in already (a retried write) is not an error.
+#: first and last event ids, its events (none: only its end), "1" if it ended, its app and
+#: user (app "": not its first write). Returns per answer 1, or the error Redis gave (the
+#: others still go in). An XADD of an entry that got in already (a retried write) is not an
+#: error.
 APPEND_LUA = """
 local now, maxlen, alive_s, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 
@@ -131,7 +135,10 @@ local function append(owner, events, alive, first, last, data, ended, app, user)
     redis.call('DEL', alive)
   end
   local added
-  if ended then
+  if data == '' then  -- the end alone: the answer's last events went in before it ended
+    added = redis.pcall('XADD', events, 'MAXLEN', '~', maxlen, last .. '-1', 'f', first,
+                        'd', '', 'e', '1')
+  elseif ended then
     added = redis.pcall('XADD', events, 'MAXLEN', '~', maxlen, last .. '-0', 'f', first,
                         'd', data, 'e', '1')
   else

@@ -16,10 +16,13 @@ from redis.asyncio import Redis
 
 from gateway.core.errors import NotFound
 from gateway.observability.metrics import Metrics
+from gateway.services.answer_log import AnswerLog, Budget
+from gateway.services.answer_producer import LiveAnswer
 from gateway.services.answer_relay import UNKNOWN_GRACE_S, AnswerRelay
 from gateway.services.answer_streams import AnswerStreams
+from gateway.storage import answer_events
 from tests.gateway.services.conftest import Rig
-from tests.gateway.services.test_answer_streams import encode_error, registered
+from tests.gateway.services.test_answer_streams import encode_error, registered, sse
 from tests.support.polling import poll
 
 pytestmark = [
@@ -121,3 +124,26 @@ async def test_an_answer_redis_refuses_is_not_retried_and_the_others_are_relayed
     failures = metrics.registry.get_sample_value("orchestra_streams_relay_failures_total")
     assert failures == 1  # counted once, not once per write
     assert [record["outcome"] for record in await rig.records()] == ["completed", "completed"]
+
+
+async def test_an_answer_that_ends_after_a_write_of_its_last_events_is_written_ended(
+    rig: Rig,
+) -> None:
+    """The producer may wait (a quota settle in Redis) between its last event and the end of
+    its log: a write in between has every event but not the end, which must follow alone."""
+    log = AnswerLog(max_bytes=1 << 20, budget=Budget(1 << 20))
+    live = LiveAnswer("req_late_end", rig.ctx.app_id, None, log, True, None)
+    async with replicas() as (_streams, here, there):
+        here.track(live)
+        log.extend([sse("event: delta"), sse("event: done")])
+        assert await here.flush()  # both events, not the end yet
+        log.end()
+        assert await here.flush()
+        assert here.mirroring == 0  # nothing left to write: not flushed every 50 ms for ever
+        redis = Redis.from_url(REDIS_URL)
+        owner = await answer_events.find_owner(redis, "req_late_end")
+        await redis.aclose()
+        assert owner is not None and owner.ended
+        with anyio.fail_after(1):  # the end, not an error once the alive key has expired
+            followed = [chunk async for chunk in there.follow("req_late_end", 0, encode_error)]
+    assert b"".join(followed) == b"".join(log.since(0) or [])

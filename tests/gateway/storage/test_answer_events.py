@@ -141,3 +141,21 @@ async def test_more_answers_than_one_script_run_takes_all_go_in(redis: Redis) ->
     for append in (many[0], many[APPENDS_PER_CALL - 1], many[APPENDS_PER_CALL], many[-1]):
         [batch] = await read_events(redis, append.request_id, 0, block_ms=None)
         assert batch.data == EVENTS[0]
+
+
+@pytest.mark.anyio
+async def test_an_end_written_after_the_last_events_is_an_entry_of_its_own(redis: Redis) -> None:
+    events = Append("storage_case_late", 1, EVENTS, ("app_1", None), last=False)
+    await write(redis, [events], [], LIMITS)
+    end = Append("storage_case_late", 4, [], None, last=True)
+    assert await write(redis, [end], [], LIMITS) == {}
+    assert await write(redis, [end], [], LIMITS) == {}  # a retried write is no error
+    owner = await find_owner(redis, "storage_case_late")
+    assert owner is not None and owner.ended
+    assert not await is_alive(redis, "storage_case_late")
+    batches = await read_events(redis, "storage_case_late", 0, block_ms=None)
+    assert [(b.first, b.last, b.final) for b in batches] == [(1, 3, False), (4, 3, True)]
+    assert b"".join(b.after(0) for b in batches) == b"".join(EVENTS)
+    # A reader that has every event gets the end alone, with nothing to replay.
+    [alone] = await read_events(redis, "storage_case_late", 3, block_ms=None)
+    assert (alone.final, alone.after(3)) == (True, b"")
