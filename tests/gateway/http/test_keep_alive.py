@@ -18,6 +18,7 @@ import pytest
 
 from tests.gateway.http.conftest import Gateway, running_gateway
 from tests.gateway.resilience.conftest import init_home
+from tests.support.raw_sockets import closed_by_server
 
 KEEP_ALIVE_S = 2  # below the default (5 s), which a missed setting would fall back to
 STATUS = b"GET /status HTTP/1.1\r\nHost: gateway\r\n\r\n"
@@ -56,15 +57,6 @@ def _status(sock: socket.socket) -> list[bytes]:
     return lines
 
 
-def _closed_by_server(sock: socket.socket) -> bool:
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-    except TimeoutError:
-        return False
-
-
 def _refuses_connections(gateway: Gateway) -> bool:
     try:
         socket.create_connection(("127.0.0.1", gateway.server.port), timeout=1).close()
@@ -77,7 +69,7 @@ def test_an_idle_connection_is_closed_after_keep_alive_s(gateway: Gateway) -> No
     with _connect(gateway) as sock:
         assert _status(sock)[0].startswith(b"http/1.1 200")
         idle_from = time.monotonic()
-        assert _closed_by_server(sock), f"still open after {KEEP_ALIVE_S * 2} s"
+        assert closed_by_server(sock), f"still open after {KEEP_ALIVE_S * 2} s"
         idle_s = time.monotonic() - idle_from
     assert idle_s >= KEEP_ALIVE_S * 0.9, idle_s
 
@@ -96,7 +88,7 @@ def test_on_sigterm_a_request_on_an_idle_connection_is_answered_then_closed(
         head = _status(sock)
         assert head, "the gateway closed the idle connection under the request"
         assert head[0].startswith(b"http/1.1 200") and b"connection: close" in head, head
-        assert _closed_by_server(sock)
+        assert closed_by_server(sock)
     # uvicorn re-raises the signal once it has shut down: killed by SIGTERM, after a clean exit.
     assert gateway.server.process.wait(timeout=15) == -signal.SIGTERM
     assert "Traceback" not in gateway.server.stderr()

@@ -19,6 +19,7 @@ import uvicorn
 
 from gateway.server.head_limits import HeadLimits
 from gateway.server.protocols import http_protocol
+from tests.support.raw_sockets import closed_by_server
 from tests.support.threaded_uvicorn import server_in_thread
 
 LIMITS = HeadLimits(max_header_bytes=4096, max_headers=20, max_request_line_bytes=1024)
@@ -75,15 +76,6 @@ def _answer(sock: socket.socket) -> tuple[list[bytes], bytes]:
     return head.lower().split(b"\r\n"), body
 
 
-def _closed_by_server(sock: socket.socket) -> bool:
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-    except TimeoutError:
-        return False
-
-
 def _begin_shutdown(server: uvicorn.Server) -> None:
     """Tell the server to exit; return once it has stopped listening, which it does in the same
     step (no await between) as telling each connection to shut down."""
@@ -110,7 +102,7 @@ def test_a_request_on_an_idle_connection_during_shutdown_is_answered_then_closed
         assert head[0].startswith(b"http/1.1 200") and body == b"hello"
         if served.implementation == "httptools":
             assert b"connection: close" in head  # h11 closes without saying so beforehand
-        assert _closed_by_server(sock)  # the last answer on it
+        assert closed_by_server(sock)  # the last answer on it
 
 
 @pytest.mark.parametrize("requests_before", [0, 1])
@@ -125,5 +117,5 @@ def test_an_idle_connection_closes_at_its_keep_alive_during_shutdown(
         started = time.monotonic()
         _begin_shutdown(served.server)
         # Closed by the keep-alive timer, not left until uvicorn gives up (GRACEFUL_S).
-        assert _closed_by_server(sock)
+        assert closed_by_server(sock)
         print(f"closed after {time.monotonic() - started:.2f} s")  # noqa: T201
