@@ -18,7 +18,7 @@ import pytest
 
 from tests.gateway.http.conftest import Gateway, running_gateway
 from tests.gateway.resilience.conftest import init_home
-from tests.support.raw_sockets import closed_by_server
+from tests.support.raw_sockets import closed_by_server, connect, read_answer
 
 KEEP_ALIVE_S = 2  # below the default (5 s), which a missed setting would fall back to
 STATUS = b"GET /status HTTP/1.1\r\nHost: gateway\r\n\r\n"
@@ -35,26 +35,13 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
 
 
 def _connect(gateway: Gateway) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", gateway.server.port), timeout=KEEP_ALIVE_S * 2)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    return connect(gateway.server.port, timeout=KEEP_ALIVE_S * 2)
 
 
 def _status(sock: socket.socket) -> list[bytes]:
     """Ask for /status on ``sock``: the answer's head lines, lowercased ([] if closed)."""
     sock.sendall(STATUS)
-    received = b""
-    while b"\r\n\r\n" not in received:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return []
-        received += chunk
-    head, body = received.split(b"\r\n\r\n", 1)
-    lines = head.lower().split(b"\r\n")
-    length = int(next(line.split(b":")[1] for line in lines if line.startswith(b"content-length")))
-    while len(body) < length:
-        body += sock.recv(65536)
-    return lines
+    return read_answer(sock)[0]
 
 
 def _refuses_connections(gateway: Gateway) -> bool:

@@ -8,7 +8,6 @@ same classes is tests/gateway/server/test_head_limits.py.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import uvicorn
 
 from gateway.server.head_limits import HeadLimits
 from gateway.server.protocols import http_protocol
-from tests.support.raw_sockets import closed_by_server
+from tests.support.raw_sockets import closed_by_server, connect, read_answer
 from tests.support.threaded_uvicorn import server_in_thread
 
 LIMITS = HeadLimits(max_header_bytes=4096, max_headers=20, max_request_line_bytes=1024)
@@ -56,26 +55,6 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
         yield Served(server, port, request.param)
 
 
-def _connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=GRACEFUL_S / 2)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def _answer(sock: socket.socket) -> tuple[list[bytes], bytes]:
-    """One answer's header lines (lowercased) and body; ([], b"") if the server closed first."""
-    received = b""
-    while b"\r\n\r\n" not in received:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return [], b""
-        received += chunk
-    head, body = received.split(b"\r\n\r\n", 1)
-    while len(body) < 5:
-        body += sock.recv(65536)
-    return head.lower().split(b"\r\n"), body
-
-
 def _begin_shutdown(server: uvicorn.Server) -> None:
     """Tell the server to exit; return once it has stopped listening, which it does in the same
     step (no await between) as telling each connection to shut down."""
@@ -89,15 +68,15 @@ def _begin_shutdown(server: uvicorn.Server) -> None:
 def test_a_request_on_an_idle_connection_during_shutdown_is_answered_then_closed(
     served: Served,
 ) -> None:
-    with _connect(served.port) as sock:
+    with connect(served.port, timeout=GRACEFUL_S / 2) as sock:
         sock.sendall(REQUEST)
-        head, body = _answer(sock)
+        head, body = read_answer(sock)
         assert head[0].startswith(b"http/1.1 200") and body == b"hello"
         assert b"connection: close" not in head  # kept alive: idle from here on
         _begin_shutdown(served.server)
         # What a pooled client (nginx) does when it picks this connection in that instant.
         sock.sendall(REQUEST)
-        head, body = _answer(sock)
+        head, body = read_answer(sock)
         assert head, "the server closed the connection under the request"
         assert head[0].startswith(b"http/1.1 200") and body == b"hello"
         if served.implementation == "httptools":
@@ -110,10 +89,10 @@ def test_an_idle_connection_closes_at_its_keep_alive_during_shutdown(
     served: Served, requests_before: int
 ) -> None:
     """With no request yet (nothing has armed its timer) and after one (the timer is armed)."""
-    with _connect(served.port) as sock:
+    with connect(served.port, timeout=GRACEFUL_S / 2) as sock:
         for _ in range(requests_before):
             sock.sendall(REQUEST)
-            assert _answer(sock)[1] == b"hello"
+            assert read_answer(sock)[1] == b"hello"
         started = time.monotonic()
         _begin_shutdown(served.server)
         # Closed by the keep-alive timer, not left until uvicorn gives up (GRACEFUL_S).
