@@ -276,7 +276,6 @@ def lifespan_for(  # type: ignore[no-untyped-def]
                 memory_max_bytes=settings.stream_memory_max_bytes,
                 metrics=metrics,
                 on_drain=drain.on_due,
-                mirror=relay,
             ),
             workflows=workflows,
             tracer=tracer,

@@ -66,6 +66,11 @@ class AnswerLog:
         self.ended_at: float | None = None
 
     @property
+    def first_id(self) -> int:
+        """The id of the oldest event held (past ``last_id`` when none is)."""
+        return self._first
+
+    @property
     def next_id(self) -> int:
         return self._first + self._count()
 

@@ -1,15 +1,19 @@
 """Answers across replicas (with ``ORCHESTRA_REDIS_URL``): read and cancel on any of them.
 
-The producing process mirrors each resumable answer's log to Redis
-(``gateway.storage.answer_events``): one loop for the whole process writes, every ``FLUSH_S``,
-what every answer appended since, in one round trip (not a task or a round trip per answer:
-at one answer at a time, those cost a quarter of the gateway's throughput), and refreshes the
-running answers' ``alive`` keys once a second. A replica that does not hold an answer reads it
-from Redis (``follow``), and ends it with ``upstream_error`` when the producer stopped
-refreshing its ``alive`` key before the answer's last event. An answer is in Redis
-``FLUSH_S`` after it started at most: a replica asked for an id it does not know yet looks
-again for that long before it answers 404. Cancels are published; every replica's ``run``
-listens and stops the answer if it produces it.
+An answer lives in the memory of the process that produces it, as with one replica. A replica
+asked for an answer it does not hold publishes a *want* for it; the process holding it answers
+by copying it to Redis (``gateway.storage.answer_events``): what it has so far, then every new
+event until its last. So an answer read only where it runs (nearly all of them) costs Redis
+nothing: copying every answer took a share of the gateway's throughput and kept every answer
+in Redis for the whole retention.
+
+The copying process writes, every ``FLUSH_S``, what every copied answer appended since, in one
+round trip (not a task or a round trip per answer), and refreshes the running answers'
+``alive`` keys once a second. The asking replica reads the answer from Redis (``follow``), and
+ends it with ``upstream_error`` when the producer stopped refreshing its ``alive`` key before
+the answer's last event; it waits ``WANT_GRACE_S`` for the answer to appear before it answers
+404. Cancels are published too; every replica's ``run`` listens and stops the answer if it
+produces it.
 
 Redis is a convenience here, never a dependency of local answers: a failed call is logged and
 counted (``orchestra_streams_relay_failures_total``), and the local answer goes on.
@@ -46,13 +50,17 @@ RESUBSCRIBE_MIN_S = 0.5
 RESUBSCRIBE_MAX_S = 10.0
 #: After a failed write, the next one waits this much longer.
 RETRY_S = 0.5
-#: The process writes its answers' new events this often (a remote reader is that much
-#: behind, at most); an answer shorter than this goes in one write, with its owner and end.
+#: The process writes its copied answers' new events this often (a remote reader is that much
+#: behind, at most).
 FLUSH_S = 0.05
-#: A replica asked for an answer it cannot find yet looks again this long: it may be younger
-#: than a write.
-UNKNOWN_GRACE_S = 2 * FLUSH_S + 0.05
+#: A replica asked for an answer it cannot find in Redis publishes a want, and looks again
+#: this long (asking again every ``WANT_AGAIN_S``: pub/sub may lose a message) before a 404.
+WANT_GRACE_S = 0.5
+WANT_AGAIN_S = 0.2
 UNKNOWN_POLL_S = 0.02
+#: An answer this process no longer keeps, asked for: written ended this long ago (1970), so
+#: that the asking replica answers 410 as this one would.
+LONG_AGO = 0.0
 #: A stream's MAXLEN is a count: the byte bound over a small event's size.
 SMALL_EVENT_BYTES = 32
 
@@ -60,11 +68,12 @@ SMALL_EVENT_BYTES = 32
 class _Mirrored:
     """An answer this process copies to Redis: how far, and when it last said it is alive."""
 
-    __slots__ = ("alive_at", "live", "position")
+    __slots__ = ("alive_at", "live", "position", "written")
 
     def __init__(self, live: LiveAnswer) -> None:
         self.live = live
-        self.position = 0  # the id of the last event in Redis
+        self.position = live.log.first_id - 1  # the id of the last event in Redis
+        self.written = False  # its owner is in Redis
         self.alive_at = 0.0
 
 
@@ -88,6 +97,7 @@ class AnswerRelay:
         self._retention_s = retention_s
         self._metrics = metrics
         self._mirrored: dict[str, _Mirrored] = {}
+        self._gone: list[events.Append] = []  # answers no longer kept, asked for
         self._news = anyio.Event()
 
     @property
@@ -104,8 +114,18 @@ class AnswerRelay:
 
     def track(self, live: LiveAnswer) -> None:
         """Copy ``live``'s log to Redis from the next write on, until its last event."""
-        self._mirrored[live.request_id] = _Mirrored(live)
-        self._news.set()
+        if live.request_id not in self._mirrored:
+            self._mirrored[live.request_id] = _Mirrored(live)
+            self._news.set()
+
+    def _wanted(self, streams: AnswerStreams, request_id: str) -> None:
+        """Another replica asked for the answer: copy it if this process holds it."""
+        held = streams.held(request_id)
+        if isinstance(held, LiveAnswer):
+            self.track(held)
+        elif held is not None:  # gone from here: the asking replica answers 410
+            self._gone.append(events.Append(request_id, 1, (), held, True, LONG_AGO))
+            self._news.set()
 
     async def run(self, streams: AnswerStreams) -> None:
         """Write this process's answers to Redis, and apply the cancels published."""
@@ -120,7 +140,7 @@ class AnswerRelay:
 
     async def _write_forever(self) -> None:
         while True:
-            if not self._mirrored:
+            if not self._mirrored and not self._gone:
                 await self._news.wait()
                 self._news = anyio.Event()
             await anyio.sleep(FLUSH_S)
@@ -130,7 +150,7 @@ class AnswerRelay:
     async def flush(self) -> bool:
         """One round trip: every answer's events since the last write, and the heartbeat."""
         now = time.monotonic()
-        appends: list[events.Append] = []
+        appends, self._gone = self._gone, []
         alive: list[str] = []
         written: list[tuple[_Mirrored, int]] = []
         for request_id, mirrored in list(self._mirrored.items()):
@@ -142,16 +162,19 @@ class AnswerRelay:
             ended = log.ended and mirrored.position + len(batch) >= log.last_id
             # Ended with no new event: its last events went in while the producer was still
             # settling the answer; its end goes in alone (or it is never written ended).
-            if batch or ended:
+            if batch or ended or not mirrored.written:
                 owner = None
-                if mirrored.position == 0:  # its first write says who owns it, and alive
+                if not mirrored.written:  # its first write says who owns it, and alive
                     owner = (mirrored.live.app_id, mirrored.live.user)
                     mirrored.alive_at = now
+                ended_at = None
+                if ended and log.ended_at is not None:  # when it ended: maybe long ago
+                    ended_at = time.time() - (now - log.ended_at)
                 appends.append(
-                    events.Append(request_id, mirrored.position + 1, batch, owner, ended)
+                    events.Append(request_id, mirrored.position + 1, batch, owner, ended, ended_at)
                 )
                 written.append((mirrored, len(batch)))
-            if mirrored.position and not ended and now - mirrored.alive_at >= HEARTBEAT_S:
+            if mirrored.written and not ended and now - mirrored.alive_at >= HEARTBEAT_S:
                 alive.append(request_id)
                 mirrored.alive_at = now
         if not appends and not alive:
@@ -160,6 +183,7 @@ class AnswerRelay:
             refused = await events.write(self._redis, appends, alive, self._limits)
         except RelayLost as lost:
             self._failed("answers' events could not be relayed; retrying", lost)
+            self._gone = [*appends[: len(appends) - len(written)], *self._gone]
             return False
         for mirrored, count in written:
             request_id = mirrored.live.request_id
@@ -168,6 +192,7 @@ class AnswerRelay:
                 self._mirrored.pop(request_id, None)
                 continue
             mirrored.position += count
+            mirrored.written = True
             log = mirrored.live.log
             if log.ended and mirrored.position >= log.last_id:
                 self._mirrored.pop(mirrored.live.request_id, None)
@@ -177,17 +202,21 @@ class AnswerRelay:
         delay = RESUBSCRIBE_MIN_S
         while True:
             try:
-                async with events.cancels(self._redis) as subscription:
+                async with events.requests(self._redis) as subscription:
                     delay = RESUBSCRIBE_MIN_S
                     while True:
-                        request_id = await events.next_cancel(
-                            subscription, timeout=LISTEN_TIMEOUT_S
-                        )
-                        mirrored = None if request_id is None else self._mirrored.get(request_id)
+                        request = await events.next_request(subscription, timeout=LISTEN_TIMEOUT_S)
+                        if request is None:
+                            continue
+                        kind, request_id = request
+                        if kind == events.WANT:
+                            self._wanted(streams, request_id)
+                            continue
+                        mirrored = self._mirrored.get(request_id)
                         if mirrored is not None:
                             streams.cancel(mirrored.live)
             except RelayLost as lost:
-                self._failed("answer cancel subscription lost", lost)
+                self._failed("answer request subscription lost", lost)
             await anyio.sleep(delay)
             delay = min(delay * 2, RESUBSCRIBE_MAX_S)
 
@@ -202,17 +231,22 @@ class AnswerRelay:
             raise StreamExpired(f"The answer {request_id!r} ended too long ago to be read again.")
 
     async def _find_owner(self, request_id: str) -> events.Owner | None:
-        """The answer's owner; an id not found is looked for again until it cannot be an
-        answer younger than its first write."""
-        deadline = time.monotonic() + UNKNOWN_GRACE_S
+        """The answer's owner; for an id not in Redis, a want is published and the answer
+        looked for until the replica holding it had time to write it."""
+        deadline = time.monotonic() + WANT_GRACE_S
+        asked_at: float | None = None
         while True:
             try:
                 owner = await events.find_owner(self._redis, request_id)
+                now = time.monotonic()
+                if owner is not None or now >= deadline:
+                    return owner
+                if asked_at is None or now - asked_at >= WANT_AGAIN_S:
+                    await events.publish_want(self._redis, request_id)
+                    asked_at = now
             except RelayLost as lost:
-                self._failed("an answer's owner could not be read", lost)
+                self._failed("an answer could not be looked for", lost)
                 return None
-            if owner is not None or time.monotonic() >= deadline:
-                return owner
             await anyio.sleep(UNKNOWN_POLL_S)
 
     async def replayable(self, request_id: str, after: int) -> None:

@@ -22,7 +22,6 @@ import asyncio
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Protocol
 
 import anyio
 from anyio.abc import TaskStatus
@@ -47,13 +46,6 @@ from gateway.services.ask import Answer
 
 #: Registers a callback for the shutdown's drain deadline; returns the unregister function.
 OnDrain = Callable[[Callable[[], None]], Callable[[], None]]
-
-
-class Mirror(Protocol):
-    """Copies answers' logs elsewhere (``gateway.services.answer_relay``: to Redis)."""
-
-    def track(self, live: LiveAnswer) -> None:
-        """Copy ``live``'s log from now on, until its last event."""
 
 
 #: How many expired or evicted answers are remembered (410 for them rather than 404).
@@ -87,14 +79,12 @@ class AnswerStreams:
         memory_max_bytes: int,
         metrics: Metrics | None = None,
         on_drain: OnDrain | None = None,
-        mirror: Mirror | None = None,
     ) -> None:
         self.grace_s = grace_s
         self.retention_s = retention_s
         self._buffer_max = buffer_max_bytes
         self._metrics = metrics
         self._on_drain = on_drain
-        self.mirror = mirror  # set once, before ``run``
         self._budget = Budget(memory_max_bytes, self._over_budget)
         self._live: dict[str, LiveAnswer] = {}
         self._ended: OrderedDict[str, LiveAnswer | Kept] = OrderedDict()  # oldest end first
@@ -143,8 +133,6 @@ class AnswerStreams:
         live = LiveAnswer(request_id, app_id, user, log, resumable, anyio.CancelScope())
         live.production = Production(answer, encode, encode_error, failed, observe)
         self._live[request_id] = live
-        if self.mirror is not None and resumable:
-            self.mirror.track(live)
         return live
 
     async def produce(self, live: LiveAnswer, sink: Sink | None = None) -> None:
@@ -211,6 +199,17 @@ class AnswerStreams:
         if live is None and owner is not None and may_read(*owner, app_id, user):
             raise StreamExpired(_expired_message(request_id))
         raise NotFound(f"No answer {request_id!r} for this token.")
+
+    def held(self, request_id: str) -> LiveAnswer | tuple[str, str | None] | None:
+        """For another replica (the relay, which checks who may read it there): the resumable
+        answer this process holds, a kept one restored; or the app and user of one it no
+        longer keeps (expired or evicted); None when it never had it."""
+        entry = self._live.get(request_id) or self._ended.get(request_id)
+        if isinstance(entry, tuple):
+            return self._restore(request_id, entry)
+        if entry is not None:
+            return entry if entry.resumable else None
+        return self._gone.get(request_id)
 
     def _restore(self, request_id: str, kept: Kept) -> LiveAnswer:
         """A kept answer as an object again, for its readers (kept again once they are done)."""

@@ -15,10 +15,13 @@ cache's keys):
 - ``orc:{answers}:ID:alive`` a key with a short TTL that the producing process refreshes: gone
   while the answer has no last event means its producer died.
 
-Cancels go through the channel ``orc:answers:cancel:{db}`` (pub/sub is server-wide, not per
-database, as in ``epoch_channel``); a message is a request id, and whatever does not look like
-one is ignored. Every call here is bounded by the client's socket timeout; Redis errors come
-out as ``RelayLost``.
+An answer is written only once another replica asks for it (``publish_want``): most answers
+are read where they are produced, and writing every one cost Redis memory for the whole
+retention and the gateway a share of its throughput. Wants go through the channel
+``orc:answers:want:{db}`` and cancels through ``orc:answers:cancel:{db}`` (pub/sub is
+server-wide, not per database, as in ``epoch_channel``); a message is a request id, and
+whatever does not look like one is ignored. Every call here is bounded by the client's socket
+timeout; Redis errors come out as ``RelayLost``.
 """
 
 from __future__ import annotations
@@ -57,9 +60,15 @@ def _key(request_id: str, suffix: str = "") -> str:
     return f"orc:{{answers}}:{request_id}{suffix}"
 
 
-def channel_of(redis: Redis) -> str:
+CANCEL = "cancel"
+WANT = "want"
+_WANT_CHANNEL = b"orc:answers:want:"
+
+
+def channel_of(redis: Redis, kind: str = CANCEL) -> str:
+    """The channel of cancels (``CANCEL``) or of wants (``WANT``) of ``redis``'s database."""
     database = redis.connection_pool.connection_kwargs.get("db", 0)
-    return f"orc:answers:cancel:{database}"
+    return f"orc:answers:{kind}:{database}"
 
 
 def connect_reader(url: str, *, timeout: float, block_s: float) -> Redis:
@@ -101,41 +110,49 @@ EVENT_END = b"\n\n"
 class Append:
     """One answer's events appended since its last write (ids from ``first_id``), with its
     owner (``owner``: the answer's first write) or its end (``last``: the answer ended; with
-    no events when they were written before it ended)."""
+    no events when they were written before it ended). ``ended_at``: when it ended (Unix
+    time; None: now), for an answer written long after its end."""
 
     request_id: str
     first_id: int
     events: Sequence[bytes]
     owner: tuple[str, str | None] | None
     last: bool
+    ended_at: float | None = None
 
 
 #: Many answers' writes in one call (an answer's events in one round trip, one command, one
 #: script run for the whole process: a command per answer cost the gateway more CPU than the
 #: rest of relaying it). KEYS: per answer, its owner hash, events stream and alive key. ARGV:
-#: now, the streams' MAXLEN, the alive keys' and the events' TTL; then per answer: its batch's
-#: first and last event ids, its events (none: only its end), "1" if it ended, its app and
-#: user (app "": not its first write). Returns per answer 1, or the error Redis gave (the
-#: others still go in). An XADD of an entry that got in already (a retried write) is not an
-#: error.
+#: the streams' MAXLEN, the alive keys' and the events' TTL; then per answer: its batch's
+#: first and last event ids, its events (none: its owner or its end alone), when it ended
+#: ("": it runs), its app and user (app "": not its first write). Returns per answer 1, or the
+#: error Redis gave (the others still go in). An XADD of an entry that got in already (a
+#: retried write) is not an error.
 APPEND_LUA = """
-local now, maxlen, alive_s, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local maxlen, alive_s, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
-local function append(owner, events, alive, first, last, data, ended, app, user)
+local function append(owner, events, alive, first, last, data, ended_at, app, user)
+  local ended = ended_at ~= ''
   if app ~= '' then
     if ended then
-      redis.call('HSET', owner, 'app_id', app, 'user', user, 'state', 'ended', 'ended_at', now)
+      redis.call('HSET', owner, 'app_id', app, 'user', user, 'state', 'ended',
+                 'ended_at', ended_at)
     else
       redis.call('HSET', owner, 'app_id', app, 'user', user, 'state', 'running')
       redis.call('EXPIRE', owner, ttl)
       redis.call('SET', alive, '1', 'EX', alive_s)
     end
   elseif ended then
-    redis.call('HSET', owner, 'state', 'ended', 'ended_at', now)
+    redis.call('HSET', owner, 'state', 'ended', 'ended_at', ended_at)
     redis.call('DEL', alive)
   end
   local added
-  if data == '' then  -- the end alone: the answer's last events went in before it ended
+  if data == '' then
+    if not ended then  -- its owner alone: asked for before its first event
+      return
+    end
+    -- the end alone: the answer's last events went in before it ended
     added = redis.pcall('XADD', events, 'MAXLEN', '~', maxlen, last .. '-1', 'f', first,
                         'd', '', 'e', '1')
   elseif ended then
@@ -157,9 +174,9 @@ end
 
 local results = {}
 for n = 0, #KEYS / 3 - 1 do
-  local k, a = 3 * n, 4 + 6 * n
+  local k, a = 3 * n, 3 + 6 * n
   local ok, err = pcall(append, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1],
-                        ARGV[a + 2], ARGV[a + 3], ARGV[a + 4] == '1', ARGV[a + 5], ARGV[a + 6])
+                        ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
   if ok then
     results[n + 1] = 1
   else
@@ -189,7 +206,7 @@ async def write(
     round trip for the whole process (two the first time: the script is loaded then). Returns
     the answers whose append Redis refused, with its error code (the others are in); raises
     RelayLost when Redis could not be reached or failed the whole write."""
-    now = repr(time.time())
+    now = time.time()
     try:
         results = await run_script_pipeline(
             redis, APPEND_LUA, lambda pipe: _queue(pipe, appends, alive, limits, now)
@@ -213,12 +230,16 @@ def _calls(appends: int) -> int:
 
 
 def _queue(
-    pipe: Pipeline, appends: Sequence[Append], alive: Sequence[str], limits: StreamLimits, now: str
+    pipe: Pipeline,
+    appends: Sequence[Append],
+    alive: Sequence[str],
+    limits: StreamLimits,
+    now: float,
 ) -> None:
     alive_s, ttl = limits.alive_s, limits.ttl
     for start in range(0, len(appends), APPENDS_PER_CALL):
         keys: list[str] = []
-        args: list[Any] = [now, limits.maxlen, alive_s, ttl]
+        args: list[Any] = [limits.maxlen, alive_s, ttl]
         for append in appends[start : start + APPENDS_PER_CALL]:
             request_id = append.request_id
             keys += (_key(request_id), _key(request_id, ":events"), _key(request_id, ":alive"))
@@ -227,7 +248,7 @@ def _queue(
                 append.first_id,
                 append.first_id + len(append.events) - 1,
                 b"".join(append.events),
-                b"1" if append.last else b"",
+                repr(now if append.ended_at is None else append.ended_at) if append.last else "",
                 app_id,
                 user or "",
             )
@@ -299,18 +320,29 @@ async def is_alive(redis: Redis, request_id: str) -> bool:
 
 
 async def publish_cancel(redis: Redis, request_id: str) -> None:
+    """Ask every replica to stop the answer (the one producing it does)."""
+    await _publish(redis, CANCEL, request_id)
+
+
+async def publish_want(redis: Redis, request_id: str) -> None:
+    """Ask every replica to write the answer to Redis (the one holding it does)."""
+    await _publish(redis, WANT, request_id)
+
+
+async def _publish(redis: Redis, kind: str, request_id: str) -> None:
     try:
-        await redis.publish(channel_of(redis), request_id)
+        await redis.publish(channel_of(redis, kind), request_id)
     except _errors() as exc:
         raise RelayLost(type(exc).__name__) from None
 
 
 @asynccontextmanager
-async def cancels(redis: Redis) -> AsyncIterator[PubSub]:
+async def requests(redis: Redis) -> AsyncIterator[PubSub]:
+    """A subscription to the cancels and the wants (``next_request``)."""
     pubsub = redis.pubsub(ignore_subscribe_messages=True)
     try:
         try:
-            await pubsub.subscribe(channel_of(redis))
+            await pubsub.subscribe(channel_of(redis, CANCEL), channel_of(redis, WANT))
         except _errors() as exc:
             raise RelayLost(type(exc).__name__) from None
         yield pubsub
@@ -319,15 +351,19 @@ async def cancels(redis: Redis) -> AsyncIterator[PubSub]:
             await pubsub.aclose()
 
 
-async def next_cancel(pubsub: PubSub, *, timeout: float) -> str | None:
-    """The next request id to cancel within ``timeout`` seconds, if any."""
+async def next_request(pubsub: PubSub, *, timeout: float) -> tuple[str, str] | None:
+    """The next request within ``timeout`` seconds, if any: its kind (``CANCEL`` or
+    ``WANT``) and the answer's request id."""
     try:
         message: dict[str, Any] | None = await pubsub.get_message(
             ignore_subscribe_messages=True, timeout=timeout
         )
     except _errors() as exc:
         raise RelayLost(type(exc).__name__) from None
-    data = None if message is None else message.get("data")
-    if isinstance(data, bytes) and _REQUEST_ID.fullmatch(data):
-        return data.decode()
-    return None
+    if message is None:
+        return None
+    data, channel = message.get("data"), message.get("channel")
+    if not (isinstance(data, bytes) and _REQUEST_ID.fullmatch(data)):
+        return None
+    kind = WANT if isinstance(channel, bytes) and channel.startswith(_WANT_CHANNEL) else CANCEL
+    return kind, data.decode()

@@ -1,5 +1,6 @@
 """Answers across replicas through a real Redis (database 13, its own keys only): two relays
-stand for two replicas; the producing one writes every answer in one loop every 50 ms.
+stand for two replicas; the producing one writes an answer once the other asked for it, then
+its new events in one loop every 50 ms.
 
 Run under ``flock /tmp/orchestra-redis.lock`` like the other Redis tests.
 """
@@ -14,11 +15,11 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
-from gateway.core.errors import NotFound
+from gateway.core.errors import NotFound, StreamExpired
 from gateway.observability.metrics import Metrics
 from gateway.services.answer_log import AnswerLog, Budget
 from gateway.services.answer_producer import LiveAnswer
-from gateway.services.answer_relay import UNKNOWN_GRACE_S, AnswerRelay
+from gateway.services.answer_relay import WANT_GRACE_S, AnswerRelay
 from gateway.services.answer_streams import AnswerStreams
 from gateway.storage import answer_events
 from tests.gateway.services.conftest import Rig
@@ -52,12 +53,11 @@ async def replicas(
     streams = AnswerStreams(
         grace_s=30, retention_s=60, buffer_max_bytes=1 << 20, memory_max_bytes=1 << 20
     )
-    streams.mirror = here
     try:
         async with anyio.create_task_group() as tasks:
             await tasks.start(streams.run)
             tasks.start_soon(here.run, streams)
-            await anyio.sleep(0.1)  # subscribed to the cancels
+            await anyio.sleep(0.1)  # subscribed to the wants and cancels
             yield streams, here, there
             tasks.cancel_scope.cancel()
     finally:
@@ -65,14 +65,30 @@ async def replicas(
         await redis.aclose()
 
 
-async def test_another_replica_finds_an_answer_younger_than_a_write_and_follows_it(
-    rig: Rig,
-) -> None:
+async def _keys(pattern: str) -> list[bytes]:
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        return [key async for key in redis.scan_iter(match=pattern)]
+    finally:
+        await redis.aclose()
+
+
+async def test_an_answer_nobody_asks_for_elsewhere_stays_out_of_redis(rig: Rig) -> None:
+    async with replicas() as (streams, here, _there):
+        live = await registered(rig, streams)
+        await streams.produce(live)
+        await anyio.sleep(0.15)  # three writes' time
+        assert here.mirroring == 0
+        assert await _keys("orc:{answers}:req_*") == []
+    assert (await rig.record())["outcome"] == "completed"
+
+
+async def test_another_replica_asks_for_a_running_answer_and_follows_it(rig: Rig) -> None:
     rig.upstream.delay = 0.02
     async with replicas() as (streams, _here, there), anyio.create_task_group() as tasks:
         live = await registered(rig, streams)
         tasks.start_soon(streams.produce, live)
-        await there.check("req_0", rig.ctx.app_id, None)  # at once: before the first write
+        await there.check("req_0", rig.ctx.app_id, None)  # at once: before its first event
         with pytest.raises(NotFound):
             await there.check("req_0", "another_app", None)
         followed = [chunk async for chunk in there.follow("req_0", 0, encode_error)]
@@ -80,12 +96,39 @@ async def test_another_replica_finds_an_answer_younger_than_a_write_and_follows_
     assert (await rig.record())["outcome"] == "completed"
 
 
-async def test_an_unknown_answer_is_looked_for_two_writes_long_then_not_found(rig: Rig) -> None:
+async def test_an_ended_answer_kept_as_values_is_written_when_asked_for(rig: Rig) -> None:
+    async with replicas() as (streams, here, there):
+        live = await registered(rig, streams)
+        await streams.produce(live)
+        streams.detach(live)  # its first reader is done
+        rest = b"".join(live.log.since(2) or [])
+        streams._sweep(time.monotonic() + 2)  # compacted: kept as plain values
+        assert isinstance(streams._ended["req_0"], tuple)
+        await there.check("req_0", rig.ctx.app_id, None)
+        with anyio.fail_after(1):
+            followed = [chunk async for chunk in there.follow("req_0", 2, encode_error)]
+        assert here.mirroring == 0
+    assert rest and b"".join(followed) == rest
+
+
+async def test_an_answer_expired_where_it_ran_is_410_on_another_replica(rig: Rig) -> None:
+    async with replicas() as (streams, _here, there):
+        live = await registered(rig, streams)
+        await streams.produce(live)
+        streams.detach(live)
+        streams._sweep(time.monotonic() + 61)  # past the retention: a tombstone only
+        with pytest.raises(StreamExpired):
+            await there.check("req_0", rig.ctx.app_id, None)
+        with pytest.raises(NotFound):
+            await there.check("req_0", "another_app", None)
+
+
+async def test_an_unknown_answer_is_asked_for_then_not_found(rig: Rig) -> None:
     async with replicas() as (_streams, _here, there):
         started = time.monotonic()
         with pytest.raises(NotFound):
             await there.check("req_never", rig.ctx.app_id, None)
-        assert UNKNOWN_GRACE_S <= time.monotonic() - started < UNKNOWN_GRACE_S + 1
+        assert WANT_GRACE_S <= time.monotonic() - started < WANT_GRACE_S + 1
 
 
 async def test_a_cancel_sent_to_another_replica_stops_the_answer_where_it_runs(rig: Rig) -> None:
@@ -113,6 +156,8 @@ async def test_an_answer_redis_refuses_is_not_retried_and_the_others_are_relayed
         refused, relayed = await registered(rig, streams), await registered(rig, streams)
         tasks.start_soon(streams.produce, refused)
         tasks.start_soon(streams.produce, relayed)
+        for request_id in ("req_0", "req_1"):
+            await there.check(request_id, rig.ctx.app_id, None)
         followed = [chunk async for chunk in there.follow("req_1", 0, encode_error)]
         assert b"".join(followed) == b"".join(relayed.log.since(0) or [])
 
