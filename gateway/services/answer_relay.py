@@ -150,7 +150,8 @@ class AnswerRelay:
     async def flush(self) -> bool:
         """One round trip: every answer's events since the last write, and the heartbeat."""
         now = time.monotonic()
-        appends, self._gone = self._gone, []
+        gone, self._gone = self._gone, []
+        appends = list(gone)
         alive: list[str] = []
         written: list[tuple[_Mirrored, int]] = []
         for request_id, mirrored in list(self._mirrored.items()):
@@ -183,7 +184,7 @@ class AnswerRelay:
             refused = await events.write(self._redis, appends, alive, self._limits)
         except RelayLost as lost:
             self._failed("answers' events could not be relayed; retrying", lost)
-            self._gone = [*appends[: len(appends) - len(written)], *self._gone]
+            self._gone = [*gone, *self._gone]  # the copied answers' events are read again
             return False
         for mirrored, count in written:
             request_id = mirrored.live.request_id

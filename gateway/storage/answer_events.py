@@ -62,13 +62,14 @@ def _key(request_id: str, suffix: str = "") -> str:
 
 CANCEL = "cancel"
 WANT = "want"
-_WANT_CHANNEL = b"orc:answers:want:"
+_CHANNELS = "orc:answers:"
+_WANT_CHANNELS = f"{_CHANNELS}{WANT}:".encode()
 
 
 def channel_of(redis: Redis, kind: str = CANCEL) -> str:
     """The channel of cancels (``CANCEL``) or of wants (``WANT``) of ``redis``'s database."""
     database = redis.connection_pool.connection_kwargs.get("db", 0)
-    return f"orc:answers:{kind}:{database}"
+    return f"{_CHANNELS}{kind}:{database}"
 
 
 def connect_reader(url: str, *, timeout: float, block_s: float) -> Redis:
@@ -365,5 +366,5 @@ async def next_request(pubsub: PubSub, *, timeout: float) -> tuple[str, str] | N
     data, channel = message.get("data"), message.get("channel")
     if not (isinstance(data, bytes) and _REQUEST_ID.fullmatch(data)):
         return None
-    kind = WANT if isinstance(channel, bytes) and channel.startswith(_WANT_CHANNEL) else CANCEL
+    kind = WANT if isinstance(channel, bytes) and channel.startswith(_WANT_CHANNELS) else CANCEL
     return kind, data.decode()
